@@ -1,0 +1,20 @@
+//! # brick-connectors
+//!
+//! Host-side volume connectors for Linux: iSCSI (and later Fibre Channel, NVMe-oF and local
+//! devices), with os-brick's path-validation API (`get_volume_paths`, `get_search_path`,
+//! `get_all_available_volumes`) next to connect, disconnect and extend.
+//!
+//! What this crate owns:
+//! - validated identifiers ([`ids`]) and typed connection properties parsed once, at the edge,
+//!   from the JSON that Cinder drivers emit ([`props`]);
+//! - the [`host::Host`] port and [`host::RealHost`]: every side effect goes through it, every
+//!   read is a file under the host root;
+//! - the [`Connector`] trait and the connectors themselves.
+//!
+//! What it must not know: the simulator, the harness, scenario files, HTTP. It depends on no
+//! other crate of the workspace, so a naming rule written here is checked against the
+//! simulator's independent copy of the kernel's and udev's rules, never against itself.
+
+pub mod host;
+
+pub use host::{Cmd, CmdOutput, Host, HostError, HostPath, RealHost};

@@ -1,0 +1,2 @@
+//! `brick`: verify volume attach and detach on Linux hosts.
+fn main() {}
