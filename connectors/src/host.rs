@@ -94,6 +94,20 @@ impl fmt::Display for HostPath {
     }
 }
 
+impl serde::Serialize for HostPath {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.0)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for HostPath {
+    /// Deserializes with the same validation as [`HostPath::new`].
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(deserializer)?;
+        HostPath::new(s).map_err(serde::de::Error::custom)
+    }
+}
+
 /// A command line to run on the host, with optional standard input.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Cmd {
@@ -381,7 +395,15 @@ mod tests {
 
     #[test]
     fn host_path_rejects_traversal_and_relative_paths() {
-        for bad in ["", "sys", "/sys/../etc", "/sys/./block", "/sys//block", "/sys/", "/a\0b"] {
+        for bad in [
+            "",
+            "sys",
+            "/sys/../etc",
+            "/sys/./block",
+            "/sys//block",
+            "/sys/",
+            "/a\0b",
+        ] {
             assert!(HostPath::new(bad).is_err(), "{bad:?} accepted");
         }
         assert_eq!(HostPath::new("/sys/block").unwrap().as_str(), "/sys/block");
@@ -398,7 +420,10 @@ mod tests {
         assert_eq!(sda.as_str(), "/sys/block/sda");
         assert_eq!(sda.file_name(), "sda");
         assert_eq!(sda.parent().unwrap(), base);
-        assert_eq!(HostPath::new("/").unwrap().join("dev").unwrap().as_str(), "/dev");
+        assert_eq!(
+            HostPath::new("/").unwrap().join("dev").unwrap().as_str(),
+            "/dev"
+        );
     }
 
     #[test]

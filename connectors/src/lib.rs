@@ -15,6 +15,36 @@
 //! other crate of the workspace, so a naming rule written here is checked against the
 //! simulator's independent copy of the kernel's and udev's rules, never against itself.
 
+pub mod connector;
+pub mod error;
+pub mod fs;
 pub mod host;
+pub mod hostinfo;
+pub mod ids;
+pub mod iscsi;
+pub mod iscsiadm;
+pub mod multipath;
+pub mod naming;
+pub mod orphans;
+pub mod props;
+pub mod scsi;
+#[cfg(test)]
+mod testhost;
 
+pub use connector::{
+    Connector, ConnectorConfig, DeviceInfo, Diagnostic, DisconnectOptions, VolumePath, VolumePaths,
+    connector_for,
+};
+pub use error::ConnectorError;
+pub use fs::{FsError, HostFs};
 pub use host::{Cmd, CmdOutput, Host, HostError, HostPath, RealHost};
+pub use hostinfo::{HostConnectorProperties, connector_properties};
+pub use ids::{
+    AddressingMode, IdError, IdKind, Iqn, Lun, Nguid, Nqn, NvmeUuid, Portal, Wwid, Wwpn,
+};
+pub use iscsi::IscsiConnector;
+pub use orphans::{IscsiRef, Orphan, OrphanKind, OrphanReason, OrphanReport, find_orphans};
+pub use props::{
+    AccessMode, Chap, ConnectionProperties, FcProperties, IscsiProperties, IscsiTarget,
+    IscsiTransport, LocalProperties, NvmeofProperties, PropsError, Protocol,
+};

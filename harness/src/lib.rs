@@ -1,7 +1,19 @@
 //! # brick-harness
 //!
-//! What connector developers use in `cargo test`: targets (the simulator, or real ones),
-//! the adapter that gives the simulator the connectors' `Host` port, and the checks that
-//! nothing is left over and no path leads to the wrong volume.
+//! What connector developers use in `cargo test`: a [`Lab`] of simulated arrays and hosts,
+//! the adapter that gives the simulator the connectors' `Host` port ([`SimHost`]), the
+//! correctness checks of `../shared/DESIGN.md` ([`Violation`]), and failure reports.
 //!
-//! It is the only library that knows both the connectors and the simulator.
+//! It is the only library that knows both the connectors and the simulator; it keeps them
+//! apart everywhere else. It knows nothing of scenario files or of the CLI.
+
+pub mod checks;
+pub mod error;
+pub mod lab;
+pub mod report;
+pub mod simhost;
+
+pub use checks::{PropertyKind, Violation};
+pub use error::LabError;
+pub use lab::{Attachment, Lab, LabHostSpec};
+pub use simhost::{SharedWorld, SimHost};

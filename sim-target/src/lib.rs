@@ -12,4 +12,5 @@
 //! its own (by-path names, LUN formatting, wwid prefixes), so a naming bug in a connector cannot
 //! hide by living on both sides. It never depends on `brick-connectors`.
 
+pub mod capture;
 pub mod tree;

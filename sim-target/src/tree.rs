@@ -50,6 +50,11 @@ impl Tree {
         self.insert(path, Node::File { mode, content: bytes });
     }
 
+    /// Inserts a regular file with exactly `content` (no newline added).
+    pub fn file(&mut self, path: &str, mode: u32, content: Vec<u8>) {
+        self.insert(path, Node::File { mode, content });
+    }
+
     /// Inserts a symlink.
     pub fn link(&mut self, path: &str, target: &str) {
         self.insert(path, Node::Link { target: target.to_owned() });
@@ -78,5 +83,180 @@ impl Tree {
     /// Whether the tree is empty.
     pub fn is_empty(&self) -> bool {
         self.nodes.is_empty()
+    }
+    /// Removes `path` and everything below it; returns how many nodes were removed.
+    pub fn remove(&mut self, path: &str) -> usize {
+        let prefix = format!("{path}/");
+        let below: Vec<String> = self
+            .nodes
+            .range(prefix.clone()..)
+            .take_while(|(p, _)| p.starts_with(&prefix))
+            .map(|(p, _)| p.clone())
+            .collect();
+        let mut n = below.len();
+        for p in below {
+            self.nodes.remove(&p);
+        }
+        if self.nodes.remove(path).is_some() {
+            n += 1;
+        }
+        n
+    }
+
+    /// The content of the regular file at `path` (links are not followed).
+    pub fn read(&self, path: &str) -> Option<&[u8]> {
+        match self.nodes.get(path)? {
+            Node::File { content, .. } => Some(content),
+            _ => None,
+        }
+    }
+
+    /// The direct children of the directory `path`, as (name, node), sorted by name.
+    pub fn children<'a>(&'a self, path: &str) -> impl Iterator<Item = (&'a str, &'a Node)> + 'a {
+        let prefix = if path == "/" { "/".to_owned() } else { format!("{path}/") };
+        let plen = prefix.len();
+        self.nodes
+            .range(prefix.clone()..)
+            .take_while(move |(p, _)| p.starts_with(&prefix))
+            .filter(move |(p, _)| !p[plen..].contains('/'))
+            .map(move |(p, n)| (&p[plen..], n))
+    }
+
+    /// Resolves `path` to the canonical path of the node it designates, following symlinks
+    /// (relative and absolute) in every component, like `realpath`. `None` if a component
+    /// does not exist, a link dangles, or the link chain loops (more than 40 hops).
+    pub fn resolve(&self, path: &str) -> Option<String> {
+        let mut hops = 0;
+        self.resolve_inner(path, &mut hops)
+    }
+
+    fn resolve_inner(&self, path: &str, hops: &mut u32) -> Option<String> {
+        if !path.starts_with('/') {
+            return None;
+        }
+        let mut cur: Vec<String> = Vec::new();
+        let mut pending: Vec<String> = path
+            .split('/')
+            .filter(|c| !c.is_empty())
+            .rev()
+            .map(str::to_owned)
+            .collect();
+        while let Some(comp) = pending.pop() {
+            match comp.as_str() {
+                "." => continue,
+                ".." => {
+                    cur.pop();
+                    continue;
+                }
+                _ => {}
+            }
+            cur.push(comp);
+            let joined = format!("/{}", cur.join("/"));
+            match self.nodes.get(&joined)? {
+                Node::Link { target } => {
+                    *hops += 1;
+                    if *hops > 40 {
+                        return None;
+                    }
+                    cur.pop();
+                    let base = if target.starts_with('/') {
+                        cur.clear();
+                        target.clone()
+                    } else {
+                        target.clone()
+                    };
+                    for c in base.split('/').filter(|c| !c.is_empty()).rev() {
+                        pending.push(c.to_owned());
+                    }
+                }
+                _ => {}
+            }
+        }
+        Some(format!("/{}", cur.join("/")))
+    }
+
+    /// The differences that turn `self` into `new`: paths to remove (children before
+    /// parents) and paths to create or rewrite (parents before children).
+    pub fn diff(&self, new: &Tree) -> TreeDiff {
+        let mut removed: Vec<String> = self
+            .nodes
+            .iter()
+            .filter(|(p, n)| match new.nodes.get(*p) {
+                None => true,
+                Some(m) => std::mem::discriminant(*n) != std::mem::discriminant(m),
+            })
+            .map(|(p, _)| p.clone())
+            .collect();
+        removed.reverse();
+        let changed = new
+            .nodes
+            .iter()
+            .filter(|(p, n)| self.nodes.get(*p) != Some(*n))
+            .map(|(p, _)| p.clone())
+            .collect();
+        TreeDiff { removed, changed }
+    }
+}
+
+/// What changed between two trees (see [`Tree::diff`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TreeDiff {
+    /// Paths that vanished or changed node type, deepest first.
+    pub removed: Vec<String>,
+    /// Paths that are new or whose node differs, shallowest first.
+    pub changed: Vec<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Tree {
+        let mut t = Tree::new();
+        t.attr("/sys/devices/platform/host0/scsi_host/host0/scan", 0o200, "");
+        t.link("/sys/class/scsi_host/host0", "../../devices/platform/host0/scsi_host/host0");
+        t.link("/sys/devices/platform/host0/scsi_host/host0/device", "../../../host0");
+        t.link("/sys/loop", "/sys/loop");
+        t
+    }
+
+    #[test]
+    fn resolve_follows_relative_links() {
+        let t = sample();
+        assert_eq!(
+            t.resolve("/sys/class/scsi_host/host0/scan").as_deref(),
+            Some("/sys/devices/platform/host0/scsi_host/host0/scan")
+        );
+        assert_eq!(
+            t.resolve("/sys/class/scsi_host/host0/device").as_deref(),
+            Some("/sys/devices/platform/host0")
+        );
+        assert_eq!(t.resolve("/sys/class/scsi_host/host1/scan"), None);
+        assert_eq!(t.resolve("/sys/loop/x"), None);
+        assert_eq!(t.resolve("relative"), None);
+    }
+
+    #[test]
+    fn remove_takes_the_subtree_only() {
+        let mut t = sample();
+        t.attr("/sys/devices/platform/host01", 0o444, "x");
+        let n = t.remove("/sys/devices/platform/host0");
+        assert_eq!(n, 4);
+        assert!(t.get("/sys/devices/platform/host01").is_some());
+        assert!(t.get("/sys/devices/platform/host0/scsi_host").is_none());
+    }
+
+    #[test]
+    fn children_and_diff() {
+        let t = sample();
+        let names: Vec<&str> = t.children("/sys").map(|(n, _)| n).collect();
+        assert_eq!(names, ["class", "devices", "loop"]);
+        let mut u = t.clone();
+        u.remove("/sys/loop");
+        u.attr("/sys/new", 0o444, "1");
+        let d = t.diff(&u);
+        assert_eq!(d.removed, ["/sys/loop"]);
+        assert_eq!(d.changed, ["/sys/new"]);
+        assert_eq!(t.read("/sys/devices/platform/host0/scsi_host/host0/scan"), Some(&b"\n"[..]));
     }
 }

@@ -1,1 +1,3 @@
-//! End-to-end tests of the `brick` CLI.
+//! End-to-end tests of the `brick` CLI and of the whole workspace: real processes, real files.
+
+mod cli;

@@ -1,0 +1,550 @@
+//! Reading the host, confined to its root.
+//!
+//! Every read a connector makes goes through [`HostFs`]: a host path (`/sys/block/sda/device/wwid`)
+//! is resolved *inside* [`Host::root`](crate::host::Host::root), component by component, with
+//! symlinks followed the way the kernel would follow them if the root were `/` (a chroot):
+//! absolute link targets restart at the root, `..` never climbs above it, and link chains are
+//! bounded. The operating system never gets to follow a link on its own, so a hostile link such
+//! as `../../../../etc/passwd` or `/etc/shadow` in a simulated tree lands inside the root.
+
+use std::fs;
+use std::io::{ErrorKind, Read as _};
+use std::path::{Path, PathBuf};
+
+use crate::host::{Host, HostError, HostPath};
+
+/// How many symlinks one resolution may follow before it is declared a loop (Linux: 40).
+const MAX_LINKS: usize = 40;
+
+/// The most bytes [`HostFs::read_attr`] reads from one attribute (sysfs pages are 4 KiB).
+const MAX_ATTR_BYTES: u64 = 64 * 1024;
+
+/// A read of the host tree that failed.
+#[derive(Debug, thiserror::Error)]
+pub enum FsError {
+    /// Resolving the path followed more than 40 symlinks.
+    #[error("too many levels of symbolic links resolving {path}")]
+    Loop {
+        /// The path being resolved.
+        path: HostPath,
+    },
+    /// A file, link target or directory entry is not valid UTF-8.
+    #[error("{path}: {what} is not valid UTF-8")]
+    NotUtf8 {
+        /// The path that holds the bytes.
+        path: HostPath,
+        /// What was being decoded (`"content"`, `"link target"`).
+        what: &'static str,
+    },
+    /// A symlink target that cannot name a host path (NUL bytes, empty).
+    #[error("{path}: unusable symlink target {target:?}")]
+    BadLink {
+        /// The link.
+        path: HostPath,
+        /// Its raw target.
+        target: String,
+    },
+    /// An attribute larger than any sysfs attribute.
+    #[error("{path}: attribute larger than {MAX_ATTR_BYTES} bytes")]
+    TooLarge {
+        /// The attribute.
+        path: HostPath,
+    },
+    /// Any other I/O error (permission denied, `EINVAL` from a sysfs `show`, a directory read as a file).
+    #[error("reading {path}: {source}")]
+    Io {
+        /// The host path.
+        path: HostPath,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A host path could not be formed.
+    #[error(transparent)]
+    Path(#[from] HostError),
+}
+
+/// The kind of a node in the host tree (symlinks are followed).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileKind {
+    /// A directory.
+    Dir,
+    /// A regular file (a sysfs attribute).
+    File,
+    /// A block device node, or any other non-directory special file.
+    Special,
+}
+
+/// Confined, read-only access to a host's tree under its root.
+#[derive(Debug, Clone, Copy)]
+pub struct HostFs<'a> {
+    root: &'a Path,
+}
+
+impl<'a> HostFs<'a> {
+    /// Reads the tree under `root` (the directory that stands for the host's `/`).
+    pub fn new(root: &'a Path) -> Self {
+        Self { root }
+    }
+
+    /// Reads the tree of `host` (under [`Host::root`]).
+    pub fn of(host: &'a dyn Host) -> Self {
+        Self { root: host.root() }
+    }
+
+    /// The root this reader is confined to.
+    pub fn root(&self) -> &'a Path {
+        self.root
+    }
+
+    /// Resolves every symlink in `path` inside the root, like `realpath -m` in a chroot.
+    ///
+    /// Absolute link targets restart at the root; `..` stops at the root. Components that do
+    /// not exist are kept as written (as Python's `os.path.realpath` does), so a dangling
+    /// link resolves to the path it names; use [`HostFs::exists`] to test the result.
+    pub fn realpath(&self, path: &HostPath) -> Result<HostPath, FsError> {
+        self.resolve(path, true)
+    }
+
+    /// Resolves the parent directories of `path` but not its last component.
+    fn resolve_parent(&self, path: &HostPath) -> Result<HostPath, FsError> {
+        self.resolve(path, false)
+    }
+
+    fn resolve(&self, path: &HostPath, follow_last: bool) -> Result<HostPath, FsError> {
+        let mut resolved: Vec<String> = Vec::new();
+        // Components still to walk, in reverse order (pop from the end).
+        let mut pending: Vec<String> = path
+            .as_str()
+            .split('/')
+            .filter(|c| !c.is_empty())
+            .rev()
+            .map(str::to_owned)
+            .collect();
+        let mut links = 0usize;
+        while let Some(comp) = pending.pop() {
+            match comp.as_str() {
+                "." => continue,
+                ".." => {
+                    resolved.pop();
+                    continue;
+                }
+                _ => {}
+            }
+            resolved.push(comp);
+            if pending.is_empty() && !follow_last {
+                break;
+            }
+            let physical = self.physical(&resolved);
+            let Ok(meta) = fs::symlink_metadata(&physical) else {
+                // Missing (or unreadable): keep the rest literally.
+                continue;
+            };
+            if !meta.file_type().is_symlink() {
+                continue;
+            }
+            links += 1;
+            if links > MAX_LINKS {
+                return Err(FsError::Loop { path: path.clone() });
+            }
+            let link_path = to_host_path(&resolved)?;
+            let target = fs::read_link(&physical).map_err(|source| FsError::Io {
+                path: link_path.clone(),
+                source,
+            })?;
+            let Some(target) = target.to_str() else {
+                return Err(FsError::NotUtf8 {
+                    path: link_path,
+                    what: "link target",
+                });
+            };
+            if target.is_empty() || target.contains('\0') {
+                return Err(FsError::BadLink {
+                    path: link_path,
+                    target: target.to_owned(),
+                });
+            }
+            // The link itself is replaced by its target.
+            resolved.pop();
+            if target.starts_with('/') {
+                resolved.clear();
+            }
+            pending.extend(
+                target
+                    .split('/')
+                    .filter(|c| !c.is_empty())
+                    .rev()
+                    .map(str::to_owned),
+            );
+        }
+        to_host_path(&resolved)
+    }
+
+    /// The real path on this machine of an already resolved component list.
+    fn physical(&self, resolved: &[String]) -> PathBuf {
+        let mut p = self.root.to_path_buf();
+        p.extend(resolved);
+        p
+    }
+
+    /// The real path on this machine of `path` after in-root resolution.
+    fn physical_of(&self, path: &HostPath) -> Result<PathBuf, FsError> {
+        Ok(self.realpath(path)?.under(self.root))
+    }
+
+    /// Reads a text attribute, trimmed of surrounding whitespace.
+    ///
+    /// `Ok(None)` if it does not exist (or a dangling link leads nowhere). Non-UTF-8 bytes,
+    /// read errors (`EINVAL` from the kernel, a directory) and oversized files are typed errors.
+    pub fn read_attr(&self, path: &HostPath) -> Result<Option<String>, FsError> {
+        let physical = self.physical_of(path)?;
+        let io_err = |source| FsError::Io {
+            path: path.clone(),
+            source,
+        };
+        let file = match fs::File::open(&physical) {
+            Ok(f) => f,
+            Err(e) if e.kind() == ErrorKind::NotFound || e.kind() == ErrorKind::NotADirectory => {
+                return Ok(None);
+            }
+            Err(e) => return Err(io_err(e)),
+        };
+        let mut bytes = Vec::new();
+        file.take(MAX_ATTR_BYTES + 1)
+            .read_to_end(&mut bytes)
+            .map_err(io_err)?;
+        if bytes.len() as u64 > MAX_ATTR_BYTES {
+            return Err(FsError::TooLarge { path: path.clone() });
+        }
+        let text = String::from_utf8(bytes).map_err(|_| FsError::NotUtf8 {
+            path: path.clone(),
+            what: "content",
+        })?;
+        Ok(Some(text.trim().to_owned()))
+    }
+
+    /// The names in a directory, sorted. A missing directory has no entries.
+    ///
+    /// Entries whose names are not UTF-8 or not usable as a path component are skipped with a
+    /// warning: they cannot name a device the connectors handle.
+    pub fn read_dir(&self, path: &HostPath) -> Result<Vec<String>, FsError> {
+        let physical = self.physical_of(path)?;
+        let entries = match fs::read_dir(&physical) {
+            Ok(e) => e,
+            Err(e) if e.kind() == ErrorKind::NotFound || e.kind() == ErrorKind::NotADirectory => {
+                return Ok(Vec::new());
+            }
+            Err(source) => {
+                return Err(FsError::Io {
+                    path: path.clone(),
+                    source,
+                });
+            }
+        };
+        let mut names = Vec::new();
+        for entry in entries {
+            let entry = entry.map_err(|source| FsError::Io {
+                path: path.clone(),
+                source,
+            })?;
+            match entry.file_name().into_string() {
+                Ok(name) if path.join(&name).is_ok() => names.push(name),
+                Ok(name) => tracing::warn!(%path, name, "skipping unusable directory entry"),
+                Err(raw) => tracing::warn!(%path, ?raw, "skipping non-UTF-8 directory entry"),
+            }
+        }
+        names.sort();
+        Ok(names)
+    }
+
+    /// The raw target of a symlink (parents resolved in-root, the link itself not followed).
+    ///
+    /// `Ok(None)` if the path does not exist or is not a symlink.
+    pub fn read_link(&self, path: &HostPath) -> Result<Option<String>, FsError> {
+        let physical = self.resolve_parent(path)?.under(self.root);
+        match fs::symlink_metadata(&physical) {
+            Ok(m) if m.file_type().is_symlink() => {}
+            Ok(_) => return Ok(None),
+            Err(e) if e.kind() == ErrorKind::NotFound || e.kind() == ErrorKind::NotADirectory => {
+                return Ok(None);
+            }
+            Err(source) => {
+                return Err(FsError::Io {
+                    path: path.clone(),
+                    source,
+                });
+            }
+        }
+        let target = fs::read_link(&physical).map_err(|source| FsError::Io {
+            path: path.clone(),
+            source,
+        })?;
+        target
+            .into_os_string()
+            .into_string()
+            .map(Some)
+            .map_err(|_| FsError::NotUtf8 {
+                path: path.clone(),
+                what: "link target",
+            })
+    }
+
+    /// Whether `path` is a symlink (not followed). False if it does not exist.
+    pub fn is_link(&self, path: &HostPath) -> bool {
+        matches!(self.read_link(path), Ok(Some(_)))
+    }
+
+    /// The kind of what `path` leads to (symlinks followed in-root), `None` if nothing.
+    pub fn kind(&self, path: &HostPath) -> Option<FileKind> {
+        let physical = self.physical_of(path).ok()?;
+        let meta = fs::symlink_metadata(physical).ok()?;
+        let ft = meta.file_type();
+        Some(if ft.is_dir() {
+            FileKind::Dir
+        } else if ft.is_file() {
+            FileKind::File
+        } else {
+            FileKind::Special
+        })
+    }
+
+    /// Whether `path` leads to something (symlinks followed in-root; a dangling link does not exist).
+    pub fn exists(&self, path: &HostPath) -> bool {
+        self.kind(path).is_some()
+    }
+
+    /// Whether `path` leads to a directory.
+    pub fn is_dir(&self, path: &HostPath) -> bool {
+        self.kind(path) == Some(FileKind::Dir)
+    }
+
+    /// The entries of `dir` whose names start with `prefix`, as host paths, sorted.
+    pub fn children_with_prefix(
+        &self,
+        dir: &HostPath,
+        prefix: &str,
+    ) -> Result<Vec<HostPath>, FsError> {
+        let mut out = Vec::new();
+        for name in self.read_dir(dir)? {
+            if name.starts_with(prefix) {
+                out.push(dir.join(&name)?);
+            }
+        }
+        Ok(out)
+    }
+}
+
+fn to_host_path(resolved: &[String]) -> Result<HostPath, FsError> {
+    Ok(HostPath::new(format!("/{}", resolved.join("/")))?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::symlink;
+
+    fn p(s: &str) -> HostPath {
+        HostPath::new(s).unwrap()
+    }
+
+    struct Tree {
+        dir: tempfile::TempDir,
+    }
+
+    impl Tree {
+        fn new() -> Self {
+            Self {
+                dir: tempfile::tempdir().unwrap(),
+            }
+        }
+        fn root(&self) -> &Path {
+            self.dir.path()
+        }
+        fn file(&self, path: &str, content: &[u8]) {
+            let real = self.root().join(path.trim_start_matches('/'));
+            fs::create_dir_all(real.parent().unwrap()).unwrap();
+            fs::write(real, content).unwrap();
+        }
+        fn link(&self, path: &str, target: &str) {
+            let real = self.root().join(path.trim_start_matches('/'));
+            fs::create_dir_all(real.parent().unwrap()).unwrap();
+            symlink(target, real).unwrap();
+        }
+        fn dir(&self, path: &str) {
+            fs::create_dir_all(self.root().join(path.trim_start_matches('/'))).unwrap();
+        }
+    }
+
+    #[test]
+    fn reads_trimmed_attribute_through_relative_class_links() {
+        let t = Tree::new();
+        t.file(
+            "/sys/devices/platform/host0/session1/target0:0:0/0:0:0:2/wwid",
+            b"naa.60000000000000000e00000000020002\n",
+        );
+        t.dir("/sys/devices/platform/host0/session1/target0:0:0/0:0:0:2/block/sda");
+        t.link(
+            "/sys/devices/platform/host0/session1/target0:0:0/0:0:0:2/block/sda/device",
+            "../../../0:0:0:2",
+        );
+        t.link(
+            "/sys/block/sda",
+            "../devices/platform/host0/session1/target0:0:0/0:0:0:2/block/sda",
+        );
+        let fs = HostFs::new(t.root());
+        assert_eq!(
+            fs.read_attr(&p("/sys/block/sda/device/wwid"))
+                .unwrap()
+                .as_deref(),
+            Some("naa.60000000000000000e00000000020002")
+        );
+        assert_eq!(
+            fs.realpath(&p("/sys/block/sda/device")).unwrap().as_str(),
+            "/sys/devices/platform/host0/session1/target0:0:0/0:0:0:2"
+        );
+        assert_eq!(
+            fs.read_attr(&p("/sys/block/sdz/device/wwid")).unwrap(),
+            None
+        );
+    }
+
+    #[test]
+    fn hostile_relative_link_stays_inside_root() {
+        let t = Tree::new();
+        t.file("/etc/passwd", b"inside-root\n");
+        t.link(
+            "/dev/disk/by-path/evil",
+            "../../../../../../../../etc/passwd",
+        );
+        let fs = HostFs::new(t.root());
+        let real = fs.realpath(&p("/dev/disk/by-path/evil")).unwrap();
+        assert_eq!(real.as_str(), "/etc/passwd");
+        assert_eq!(
+            fs.read_attr(&p("/dev/disk/by-path/evil"))
+                .unwrap()
+                .as_deref(),
+            Some("inside-root")
+        );
+    }
+
+    #[test]
+    fn absolute_link_restarts_at_root_not_at_real_slash() {
+        let t = Tree::new();
+        t.link("/dev/disk/by-id/abs", "/etc/hostname");
+        let fs = HostFs::new(t.root());
+        assert_eq!(
+            fs.realpath(&p("/dev/disk/by-id/abs")).unwrap().as_str(),
+            "/etc/hostname"
+        );
+        // The real /etc/hostname of the build machine must not be read.
+        assert_eq!(fs.read_attr(&p("/dev/disk/by-id/abs")).unwrap(), None);
+        assert!(!fs.exists(&p("/dev/disk/by-id/abs")));
+    }
+
+    #[test]
+    fn link_loops_are_bounded() {
+        let t = Tree::new();
+        t.link("/a", "b");
+        t.link("/b", "a");
+        t.link("/self", "self");
+        let fs = HostFs::new(t.root());
+        assert!(matches!(fs.realpath(&p("/a")), Err(FsError::Loop { .. })));
+        assert!(matches!(
+            fs.read_attr(&p("/self/x")),
+            Err(FsError::Loop { .. })
+        ));
+        assert!(!fs.exists(&p("/a")));
+    }
+
+    #[test]
+    fn garbage_content_is_a_typed_error_not_a_panic() {
+        let t = Tree::new();
+        t.file(
+            "/sys/block/sda/device/wwid",
+            &[0xff, 0xfe, b'n', 0x00, 0x80],
+        );
+        let fs = HostFs::new(t.root());
+        let err = fs.read_attr(&p("/sys/block/sda/device/wwid")).unwrap_err();
+        assert!(matches!(err, FsError::NotUtf8 { .. }), "{err}");
+        assert!(err.to_string().contains("/sys/block/sda/device/wwid"));
+    }
+
+    #[test]
+    fn oversized_and_directory_reads_are_errors() {
+        let t = Tree::new();
+        t.file("/big", &vec![b'a'; 70_000]);
+        t.dir("/sys/block/sda");
+        let fs = HostFs::new(t.root());
+        assert!(matches!(
+            fs.read_attr(&p("/big")),
+            Err(FsError::TooLarge { .. })
+        ));
+        assert!(matches!(
+            fs.read_attr(&p("/sys/block/sda")),
+            Err(FsError::Io { .. })
+        ));
+    }
+
+    #[test]
+    fn dangling_link_resolves_but_does_not_exist() {
+        let t = Tree::new();
+        t.dir("/dev");
+        t.link("/dev/disk/by-path/ip-x-lun-1", "../../sdc");
+        let fs = HostFs::new(t.root());
+        let link = p("/dev/disk/by-path/ip-x-lun-1");
+        assert_eq!(fs.realpath(&link).unwrap().as_str(), "/dev/sdc");
+        assert!(!fs.exists(&link));
+        assert!(fs.is_link(&link));
+        assert_eq!(fs.read_link(&link).unwrap().as_deref(), Some("../../sdc"));
+        assert_eq!(
+            fs.read_dir(&p("/dev/disk/by-path")).unwrap(),
+            vec!["ip-x-lun-1"]
+        );
+    }
+
+    #[test]
+    fn read_dir_sorts_and_tolerates_missing_dirs() {
+        let t = Tree::new();
+        t.file("/sys/block/sdb/size", b"1");
+        t.file("/sys/block/sda/size", b"1");
+        t.link("/sys/class/block", "../block");
+        let fs = HostFs::new(t.root());
+        assert_eq!(fs.read_dir(&p("/sys/block")).unwrap(), vec!["sda", "sdb"]);
+        assert_eq!(
+            fs.read_dir(&p("/sys/class/block")).unwrap(),
+            vec!["sda", "sdb"]
+        );
+        assert!(fs.read_dir(&p("/sys/nothing")).unwrap().is_empty());
+        assert_eq!(
+            fs.children_with_prefix(&p("/sys/block"), "sdb").unwrap(),
+            vec![p("/sys/block/sdb")]
+        );
+    }
+
+    #[test]
+    fn dotdot_in_link_targets_is_clamped_at_root() {
+        let t = Tree::new();
+        t.file("/x", b"top");
+        t.link("/a/b/up", "../../../../x");
+        let fs = HostFs::new(t.root());
+        assert_eq!(fs.realpath(&p("/a/b/up")).unwrap().as_str(), "/x");
+        assert_eq!(fs.kind(&p("/a/b/up")), Some(FileKind::File));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn arbitrary_link_targets_never_escape(target in "[./a-z]{0,30}") {
+            let t = Tree::new();
+            t.dir("/d");
+            if !target.is_empty() {
+                t.link("/d/l", &target);
+            }
+            let fs = HostFs::new(t.root());
+            if let Ok(real) = fs.realpath(&p("/d/l")) {
+                let physical = real.under(t.root());
+                proptest::prop_assert!(physical.starts_with(t.root()));
+            }
+            let _ = fs.read_attr(&p("/d/l"));
+        }
+    }
+}

@@ -1,0 +1,189 @@
+//! The correctness properties of ../shared/DESIGN.md, checked against the simulator's truth.
+//!
+//! The simulator knows what each host device *really* reaches (the volume the array maps at
+//! that LUN now) and what it *reports* (the identity the kernel read at probe time). The lab
+//! knows what the test attached. Comparing the two with what the connector reports gives:
+//! leftovers, truth of `get_volume_paths`, cross-talk and isolation.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+
+use serde::Serialize;
+
+use crate::lab::Lab;
+use crate::simhost::lock;
+
+/// Which property a violation breaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PropertyKind {
+    /// Something on the host still leads to a volume that is not attached there.
+    Leftover,
+    /// `get_volume_paths` differs from the paths that really lead to the volume.
+    Truth,
+    /// A path or device of one volume carries or reaches another volume's data.
+    CrossTalk,
+}
+
+impl fmt::Display for PropertyKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Leftover => "leftover",
+            Self::Truth => "truth",
+            Self::CrossTalk => "cross-talk",
+        })
+    }
+}
+
+/// One broken property, with what a person needs to see it.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+pub struct Violation {
+    /// The property.
+    pub kind: PropertyKind,
+    /// The host where it was seen.
+    pub host: String,
+    /// The volume concerned, when there is one.
+    pub volume: Option<String>,
+    /// A one-line explanation naming paths and identities.
+    pub detail: String,
+}
+
+impl fmt::Display for Violation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "[{}] host {}", self.kind, self.host)?;
+        if let Some(v) = &self.volume {
+            write!(f, ", volume {v}")?;
+        }
+        write!(f, ": {}", self.detail)
+    }
+}
+
+pub(crate) fn check_lab(lab: &Lab) -> Vec<Violation> {
+    let names = lab.volumes_by_id();
+    let mut out = Vec::new();
+    for host in lab.host_names() {
+        let Ok(hid) = lab.host_id(&host) else { continue };
+        let attached: BTreeSet<String> = lab
+            .attachments()
+            .keys()
+            .filter(|(h, _)| *h == host)
+            .map(|(_, v)| v.clone())
+            .collect();
+        let (devices, stale, wwids) = {
+            let world = lock(lab.world());
+            let wwids: BTreeMap<String, String> = names
+                .iter()
+                .filter_map(|(id, name)| world.volume(*id).map(|v| (v.wwid.clone(), name.clone())))
+                .collect();
+            (world.host_devices(hid), world.stale_links(hid), wwids)
+        };
+        let violation = |kind, volume: Option<&str>, detail: String| Violation {
+            kind,
+            host: host.clone(),
+            volume: volume.map(str::to_owned),
+            detail,
+        };
+
+        // Every device: what it says it is against what it reaches, and whether it should exist.
+        let mut really_leads_to: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+        for dev in &devices {
+            let reported = wwids.get(&dev.reported_wwid).cloned();
+            let backing = dev.backing.and_then(|id| names.get(&id).cloned());
+            let links = dev.links.join(", ");
+            match (&reported, &backing) {
+                (_, None) => out.push(violation(
+                    PropertyKind::Leftover,
+                    reported.as_deref(),
+                    format!(
+                        "/dev/{} (wwid {}) reaches no volume: its LUN is no longer mapped [{links}]",
+                        dev.name, dev.reported_wwid
+                    ),
+                )),
+                (r, Some(b)) if r.as_ref() != Some(b) => out.push(violation(
+                    PropertyKind::CrossTalk,
+                    Some(b),
+                    format!(
+                        "/dev/{} reports wwid {} ({}) but reads and writes volume {b} [{links}]",
+                        dev.name,
+                        dev.reported_wwid,
+                        r.as_deref().unwrap_or("unknown volume"),
+                    ),
+                )),
+                (_, Some(b)) if !attached.contains(b) => out.push(violation(
+                    PropertyKind::Leftover,
+                    Some(b),
+                    format!(
+                        "/dev/{} still leads to volume {b}, which is not attached here [{links}]",
+                        dev.name
+                    ),
+                )),
+                (_, Some(b)) => {
+                    if dev.name.starts_with("sd") {
+                        really_leads_to
+                            .entry(b.clone())
+                            .or_default()
+                            .extend(dev.links.iter().filter(|l| l.starts_with("/dev/disk/by-path/")).cloned());
+                    }
+                }
+            }
+        }
+        for link in stale {
+            out.push(violation(
+                PropertyKind::Leftover,
+                None,
+                format!("{link} is a stale link: its device is gone"),
+            ));
+        }
+
+        // Every attached volume: the connector's report against the truth.
+        for volume in &attached {
+            let expected = really_leads_to.remove(volume).unwrap_or_default();
+            let wwid = lab
+                .volume_id(volume)
+                .ok()
+                .and_then(|id| lock(lab.world()).volume(id).map(|v| v.wwid.clone()));
+            match lab.volume_paths(volume, &host) {
+                Err(err) => out.push(violation(
+                    PropertyKind::Truth,
+                    Some(volume),
+                    format!("get_volume_paths failed: {err}"),
+                )),
+                Ok(found) => {
+                    let reported: BTreeSet<String> =
+                        found.paths.iter().map(|p| p.path.as_str().to_owned()).collect();
+                    if reported != expected {
+                        out.push(violation(
+                            PropertyKind::Truth,
+                            Some(volume),
+                            format!(
+                                "get_volume_paths reported {reported:?}, but the paths that lead to it are {expected:?}"
+                            ),
+                        ));
+                    }
+                    for p in &found.paths {
+                        let got = p.wwid.as_ref().map(|w| w.as_str().to_owned());
+                        if got.is_some() && got != wwid {
+                            out.push(violation(
+                                PropertyKind::CrossTalk,
+                                Some(volume),
+                                format!(
+                                    "{} -> {} has wwid {} ({}), not the volume's {}",
+                                    p.path,
+                                    p.device.as_ref().map_or("?", |d| d.as_str()),
+                                    got.as_deref().unwrap_or("?"),
+                                    got.as_ref()
+                                        .and_then(|g| wwids.get(g))
+                                        .map_or("unknown volume", String::as_str),
+                                    wwid.as_deref().unwrap_or("(volume deleted)"),
+                                ),
+                            ));
+                        }
+                    }
+                }
+            }
+        }
+    }
+    out.sort();
+    out.dedup();
+    out
+}

@@ -1,0 +1,202 @@
+//! Fault injection: values a test arms with [`crate::World::inject`] and removes with
+//! [`crate::World::clear_faults`] (or [`crate::World::clear_fault`]).
+//!
+//! A counted fault fires `n` times and then disarms itself; [`Times::Always`] fires until
+//! cleared. Faults are consulted at the point where the real failure would happen (the
+//! command, the control write, the udev event delivery), so their effect is visible through
+//! every view of the model.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::ids::HostId;
+
+/// How often a fault fires.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Times {
+    /// Until cleared.
+    Always,
+    /// This many times, then it disarms.
+    Count(u32),
+}
+
+/// Which udev events a [`Fault::UdevLost`] drops.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum UdevAction {
+    /// `add` events (links never created).
+    Add,
+    /// `remove` events (links stay behind as stale links).
+    Remove,
+    /// `change` events.
+    Change,
+    /// Every event.
+    Any,
+}
+
+/// One fault.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Fault {
+    /// `multipath -f` fails with "map in use" (exit 1); `multipathd del map` answers `fail`.
+    MultipathFlushFails {
+        /// Host.
+        host: HostId,
+        /// How often.
+        times: Times,
+    },
+    /// A map is held open (by a VM, a mount...): flushing it fails until cleared.
+    MapOpen {
+        /// Host.
+        host: HostId,
+        /// Map name or WWID; `None` means every map.
+        map: Option<String>,
+    },
+    /// Writing `1` to a SCSI device's `delete` fails with EBUSY.
+    DeviceDeleteBusy {
+        /// Host.
+        host: HostId,
+        /// `sdX` or `H:C:T:L`; `None` means every device.
+        device: Option<String>,
+        /// How often.
+        times: Times,
+    },
+    /// `blockdev --flushbufs` fails (exit 1, I/O error).
+    BlockdevFlushFails {
+        /// Host.
+        host: HostId,
+        /// How often.
+        times: Times,
+    },
+    /// Every udev event of the host is delivered this much later than its normal delay.
+    UdevLate {
+        /// Host.
+        host: HostId,
+        /// Extra delay.
+        extra: Duration,
+    },
+    /// udev events are dropped: their links are never created or removed.
+    UdevLost {
+        /// Host.
+        host: HostId,
+        /// Which events.
+        action: UdevAction,
+        /// How often.
+        times: Times,
+    },
+    /// The portal is unreachable from the host: sessions through it fail
+    /// (`FAILED`, devices `transport-offline`, multipathd paths `failed`), logins time out.
+    PortalDown {
+        /// Host.
+        host: HostId,
+        /// Portal `ip:port`.
+        portal: String,
+    },
+    /// multipathd takes this much longer to drop a removed path from its table and maps.
+    MultipathdSlowRemove {
+        /// Host.
+        host: HostId,
+        /// Extra delay.
+        extra: Duration,
+    },
+}
+
+impl Fault {
+    pub(crate) fn host(&self) -> HostId {
+        match self {
+            Fault::MultipathFlushFails { host, .. }
+            | Fault::MapOpen { host, .. }
+            | Fault::DeviceDeleteBusy { host, .. }
+            | Fault::BlockdevFlushFails { host, .. }
+            | Fault::UdevLate { host, .. }
+            | Fault::UdevLost { host, .. }
+            | Fault::PortalDown { host, .. }
+            | Fault::MultipathdSlowRemove { host, .. } => *host,
+        }
+    }
+
+    fn times(&self) -> Times {
+        match self {
+            Fault::MultipathFlushFails { times, .. }
+            | Fault::DeviceDeleteBusy { times, .. }
+            | Fault::BlockdevFlushFails { times, .. }
+            | Fault::UdevLost { times, .. } => *times,
+            _ => Times::Always,
+        }
+    }
+}
+
+/// The armed faults, with the remaining count of counted ones.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Faults {
+    armed: Vec<(Fault, Option<u32>)>,
+}
+
+impl Faults {
+    pub(crate) fn inject(&mut self, f: Fault) {
+        let left = match f.times() {
+            Times::Always => None,
+            Times::Count(n) => Some(n),
+        };
+        if left != Some(0) {
+            self.armed.push((f, left));
+        }
+    }
+
+    pub(crate) fn clear(&mut self) {
+        self.armed.clear();
+    }
+
+    pub(crate) fn remove(&mut self, f: &Fault) {
+        self.armed.retain(|(g, _)| g != f);
+    }
+
+    pub(crate) fn list(&self) -> Vec<Fault> {
+        self.armed.iter().map(|(f, _)| f.clone()).collect()
+    }
+
+    /// Whether a fault matching `pred` is armed (does not consume it).
+    pub(crate) fn any(&self, pred: impl Fn(&Fault) -> bool) -> bool {
+        self.armed.iter().any(|(f, _)| pred(f))
+    }
+
+    /// Fires the first fault matching `pred`: consumes one count; true if one fired.
+    pub(crate) fn fire(&mut self, pred: impl Fn(&Fault) -> bool) -> bool {
+        let Some(pos) = self.armed.iter().position(|(f, _)| pred(f)) else {
+            return false;
+        };
+        if let Some((_, Some(left))) = self.armed.get_mut(pos) {
+            *left = left.saturating_sub(1);
+            if *left == 0 {
+                self.armed.remove(pos);
+            }
+        }
+        true
+    }
+
+    /// Sum of the extra durations of matching faults.
+    pub(crate) fn extra(&self, pick: impl Fn(&Fault) -> Option<Duration>) -> Duration {
+        self.armed.iter().filter_map(|(f, _)| pick(f)).sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counted_faults_disarm() {
+        let mut f = Faults::default();
+        let h = HostId(0);
+        f.inject(Fault::BlockdevFlushFails { host: h, times: Times::Count(2) });
+        let is = |x: &Fault| matches!(x, Fault::BlockdevFlushFails { .. });
+        assert!(f.fire(is));
+        assert!(f.fire(is));
+        assert!(!f.fire(is));
+        f.inject(Fault::BlockdevFlushFails { host: h, times: Times::Always });
+        for _ in 0..5 {
+            assert!(f.fire(is));
+        }
+        f.clear();
+        assert!(!f.any(is));
+    }
+}

@@ -1,0 +1,317 @@
+//! Renders a host's kernel state as sysfs, with the real 6.1 layout: relative class/bus
+//! links, the same attribute names, modes and values (see `attrs`).
+
+use super::attrs::{self, Attr, AttrKind};
+use super::{BSG_MAJOR, DM_MAJOR, DevKind, SG_MAJOR, ScsiDev, Session};
+use crate::ids::HostId;
+use crate::naming::{pad, sd_devt};
+use crate::tree::{Node, Tree};
+use crate::world::World;
+
+const CLASSES: &[&str] = &[
+    "iscsi_host",
+    "iscsi_session",
+    "iscsi_connection",
+    "iscsi_transport",
+    "iscsi_endpoint",
+    "iscsi_iface",
+    "scsi_host",
+    "scsi_device",
+    "scsi_disk",
+    "scsi_generic",
+    "bsg",
+    "block",
+];
+
+/// Writes a table of attributes under `base`, with `over` replacing values by name.
+fn put_attrs(t: &mut Tree, base: &str, table: &[Attr], over: &[(&str, String)]) {
+    for a in table {
+        let path = format!("{base}/{}", a.path);
+        let value = over.iter().find(|(n, _)| *n == a.path).map(|(_, v)| v.as_str());
+        match a.kind {
+            AttrKind::Dir => t.insert(&path, Node::Dir { mode: a.mode }),
+            AttrKind::WriteOnly => t.file(&path, a.mode, Vec::new()),
+            AttrKind::Empty => match value {
+                Some(v) => t.attr(&path, a.mode, v),
+                None => t.file(&path, a.mode, Vec::new()),
+            },
+            AttrKind::Text => t.attr(&path, a.mode, value.unwrap_or(a.value)),
+        }
+    }
+}
+
+/// INQUIRY data: 36 bytes (SPC-3).
+fn inquiry(dev: &ScsiDev) -> Vec<u8> {
+    let mut b = vec![dev.scsi_type(), 0, 0x05, 0x12, 31, 0, 0, 0x02];
+    b.extend_from_slice(pad(&dev.vendor, 8).as_bytes());
+    b.extend_from_slice(pad(&dev.model, 16).as_bytes());
+    b.extend_from_slice(b"0001");
+    b
+}
+
+/// VPD page 0x83: a T10 vendor-id designator and the NAA designator.
+fn vpd83(dev: &ScsiDev) -> Vec<u8> {
+    let mut desc = Vec::new();
+    let t10 = format!("{}{}", pad(&dev.vendor, 8), dev.identity.serial);
+    desc.extend_from_slice(&[0x02, 0x01, 0x00, u8::try_from(t10.len()).unwrap_or(u8::MAX)]);
+    desc.extend_from_slice(t10.as_bytes());
+    let naa: Vec<u8> = (0..dev.identity.naa.len() / 2)
+        .filter_map(|i| dev.identity.naa.get(2 * i..2 * i + 2))
+        .filter_map(|h| u8::from_str_radix(h, 16).ok())
+        .collect();
+    desc.extend_from_slice(&[0x01, 0x03, 0x00, u8::try_from(naa.len()).unwrap_or(u8::MAX)]);
+    desc.extend_from_slice(&naa);
+    let len = u16::try_from(desc.len()).unwrap_or(u16::MAX).to_be_bytes();
+    let mut b = vec![dev.scsi_type(), 0x83, len[0], len[1]];
+    b.extend_from_slice(&desc);
+    b
+}
+
+/// VPD page 0x80: the unit serial number.
+fn vpd80(dev: &ScsiDev) -> Vec<u8> {
+    let s = dev.identity.serial.as_bytes();
+    let mut b = vec![dev.scsi_type(), 0x80, 0, u8::try_from(s.len()).unwrap_or(u8::MAX)];
+    b.extend_from_slice(s);
+    b
+}
+
+impl World {
+    pub(crate) fn render_sysfs(&self, host: HostId, t: &mut Tree) {
+        for c in CLASSES {
+            t.dir(&format!("/sys/class/{c}"));
+        }
+        t.dir("/sys/block");
+        t.dir("/sys/bus/scsi/devices");
+        t.dir("/sys/bus/scsi/drivers/sd");
+        t.link("/sys/class/iscsi_transport/tcp", "../../devices/virtual/iscsi_transport/tcp");
+        let tcp = "/sys/devices/virtual/iscsi_transport/tcp";
+        t.attr(&format!("{tcp}/caps"), 0o444, "0x39");
+        t.attr(&format!("{tcp}/handle"), 0o444, "18446744072639336544");
+        t.dir(&format!("{tcp}/power"));
+        t.link(&format!("{tcp}/subsystem"), "../../../../class/iscsi_transport");
+        t.file(&format!("{tcp}/uevent"), 0o644, Vec::new());
+
+        let h = self.host_ref(host);
+        for s in h.kernel.sessions.values() {
+            self.render_session(host, s, t);
+        }
+        for m in h.kernel.dms.values() {
+            let name = m.dev_name();
+            let base = format!("/sys/devices/virtual/block/{name}");
+            let sectors = (m.size_bytes / 512).to_string();
+            put_attrs(
+                t,
+                &base,
+                attrs::DM_BLOCK,
+                &[
+                    ("dev", format!("{DM_MAJOR}:{}", m.minor)),
+                    ("size", sectors),
+                    ("diskseq", m.diskseq.to_string()),
+                    ("dm/name", m.name.clone()),
+                    ("dm/uuid", format!("mpath-{}", m.wwid)),
+                    (
+                        "uevent",
+                        format!(
+                            "MAJOR={DM_MAJOR}\nMINOR={}\nDEVNAME={name}\nDEVTYPE=disk\nDISKSEQ={}",
+                            m.minor, m.diskseq
+                        ),
+                    ),
+                ],
+            );
+            t.link(&format!("{base}/bdi"), &format!("../../bdi/{DM_MAJOR}:{}", m.minor));
+            t.link(&format!("{base}/subsystem"), "../../../../class/block");
+            t.dir(&format!("{base}/holders"));
+            t.dir(&format!("{base}/slaves"));
+            for p in &m.paths {
+                if let Some(d) = h.kernel.disk_by_name(p) {
+                    if let Some(s) = h.kernel.session_of(d) {
+                        t.link(
+                            &format!("{base}/slaves/{p}"),
+                            &format!("../../../../platform/{}/block/{p}", lun_rel(s, d)),
+                        );
+                    }
+                }
+            }
+            t.link(&format!("/sys/class/block/{name}"), &format!("../../devices/virtual/block/{name}"));
+            t.link(&format!("/sys/block/{name}"), &format!("../devices/virtual/block/{name}"));
+        }
+    }
+
+    fn render_session(&self, host: HostId, s: &Session, t: &mut Tree) {
+        let hs = self.host_ref(host);
+        let down = self.portal_down(host, &s.portal);
+        let hn = s.host_no;
+        let sid = s.sid;
+        let base = format!("/sys/devices/platform/host{hn}");
+        t.dir(&format!("{base}/power"));
+        t.link(&format!("{base}/subsystem"), "../../../bus/scsi");
+        t.attr(&format!("{base}/uevent"), 0o644, "DEVTYPE=scsi_host");
+
+        let ih = format!("{base}/iscsi_host/host{hn}");
+        put_attrs(t, &ih, attrs::ISCSI_HOST, &[("ipaddress", hs.spec.ip.clone())]);
+        t.link(&format!("{ih}/device"), &format!("../../../host{hn}"));
+        t.link(&format!("{ih}/subsystem"), "../../../../../class/iscsi_host");
+
+        let sh = format!("{base}/scsi_host/host{hn}");
+        put_attrs(t, &sh, attrs::SCSI_HOST, &[("unique_id", hn.to_string())]);
+        t.link(&format!("{sh}/device"), &format!("../../../host{hn}"));
+        t.link(&format!("{sh}/subsystem"), "../../../../../class/scsi_host");
+
+        let sess = format!("{base}/session{sid}");
+        t.dir(&format!("{sess}/power"));
+        t.file(&format!("{sess}/uevent"), 0o644, Vec::new());
+        let isess = format!("{sess}/iscsi_session/session{sid}");
+        put_attrs(
+            t,
+            &isess,
+            attrs::ISCSI_SESSION,
+            &[
+                ("initiatorname", hs.spec.initiator_iqn.clone()),
+                ("targetname", s.iqn.clone()),
+                ("recovery_tmo", s.recovery_tmo.to_string()),
+                ("state", if down { "FAILED" } else { "LOGGED_IN" }.to_owned()),
+            ],
+        );
+        t.link(&format!("{isess}/device"), &format!("../../../session{sid}"));
+        t.link(&format!("{isess}/subsystem"), "../../../../../../class/iscsi_session");
+
+        let conn = format!("{sess}/connection{sid}:0");
+        t.dir(&format!("{conn}/power"));
+        t.file(&format!("{conn}/uevent"), 0o644, Vec::new());
+        let iconn = format!("{conn}/iscsi_connection/connection{sid}:0");
+        let port = s.portal.port.to_string();
+        put_attrs(
+            t,
+            &iconn,
+            attrs::ISCSI_CONNECTION,
+            &[
+                ("address", s.portal.ip.clone()),
+                ("persistent_address", s.portal.ip.clone()),
+                ("port", port.clone()),
+                ("persistent_port", port),
+                ("state", if down { "failed" } else { "up" }.to_owned()),
+            ],
+        );
+        t.link(&format!("{iconn}/device"), &format!("../../../connection{sid}:0"));
+        t.link(&format!("{iconn}/subsystem"), "../../../../../../../class/iscsi_connection");
+
+        let devices: Vec<&ScsiDev> = hs.kernel.devices.values().filter(|d| d.sid == sid).collect();
+        let tgt_name = format!("target{hn}:0:0");
+        if !devices.is_empty() {
+            let tgt = format!("{sess}/{tgt_name}");
+            t.dir(&format!("{tgt}/power"));
+            t.link(&format!("{tgt}/subsystem"), "../../../../../bus/scsi");
+            t.attr(&format!("{tgt}/uevent"), 0o644, "DEVTYPE=scsi_target");
+            t.link(
+                &format!("/sys/bus/scsi/devices/{tgt_name}"),
+                &format!("../../../devices/platform/host{hn}/session{sid}/{tgt_name}"),
+            );
+        }
+        for d in devices {
+            self.render_lun(host, s, d, down, t);
+        }
+
+        t.link(&format!("/sys/class/iscsi_host/host{hn}"), &format!("../../devices/platform/host{hn}/iscsi_host/host{hn}"));
+        t.link(&format!("/sys/class/scsi_host/host{hn}"), &format!("../../devices/platform/host{hn}/scsi_host/host{hn}"));
+        t.link(
+            &format!("/sys/class/iscsi_session/session{sid}"),
+            &format!("../../devices/platform/host{hn}/session{sid}/iscsi_session/session{sid}"),
+        );
+        t.link(
+            &format!("/sys/class/iscsi_connection/connection{sid}:0"),
+            &format!("../../devices/platform/host{hn}/session{sid}/connection{sid}:0/iscsi_connection/connection{sid}:0"),
+        );
+        t.link(&format!("/sys/bus/scsi/devices/host{hn}"), &format!("../../../devices/platform/host{hn}"));
+    }
+
+    fn render_lun(&self, host: HostId, s: &Session, d: &ScsiDev, down: bool, t: &mut Tree) {
+        let k = &self.host_ref(host).kernel;
+        let hctl = d.hctl.to_string();
+        let rel = lun_rel(s, d);
+        let lun = format!("/sys/devices/platform/{rel}");
+        let disk = matches!(d.kind, DevKind::Disk { .. });
+        let table = if disk { attrs::SCSI_DISK_LUN } else { attrs::SCSI_CTRL_LUN };
+        put_attrs(
+            t,
+            &lun,
+            table,
+            &[
+                ("vendor", pad(&d.vendor, 8)),
+                ("model", pad(&d.model, 16)),
+                ("state", if down { "transport-offline" } else { "running" }.to_owned()),
+                ("wwid", format!("naa.{}", d.identity.naa)),
+            ],
+        );
+        t.file(&format!("{lun}/inquiry"), 0o444, inquiry(d));
+        t.file(&format!("{lun}/vpd_pg0"), 0o444, vec![d.scsi_type(), 0, 0, 3, 0, 0x80, 0x83]);
+        t.file(&format!("{lun}/vpd_pg80"), 0o444, vpd80(d));
+        t.file(&format!("{lun}/vpd_pg83"), 0o444, vpd83(d));
+        t.link(&format!("{lun}/subsystem"), "../../../../../../bus/scsi");
+        t.link(&format!("{lun}/generic"), &format!("scsi_generic/sg{}", d.sg));
+        let up8 = "../../../../../../../../class";
+        // scsi_device
+        let sdev = format!("{lun}/scsi_device/{hctl}");
+        t.link(&format!("{sdev}/device"), &format!("../../../{hctl}"));
+        t.dir(&format!("{sdev}/power"));
+        t.link(&format!("{sdev}/subsystem"), &format!("{up8}/scsi_device"));
+        t.file(&format!("{sdev}/uevent"), 0o644, Vec::new());
+        // scsi_generic
+        let sg = format!("{lun}/scsi_generic/sg{}", d.sg);
+        t.attr(&format!("{sg}/dev"), 0o444, &format!("{SG_MAJOR}:{}", d.sg));
+        t.link(&format!("{sg}/device"), &format!("../../../{hctl}"));
+        t.dir(&format!("{sg}/power"));
+        t.link(&format!("{sg}/subsystem"), &format!("{up8}/scsi_generic"));
+        t.attr(&format!("{sg}/uevent"), 0o644, &format!("MAJOR={SG_MAJOR}\nMINOR={}\nDEVNAME=sg{}", d.sg, d.sg));
+        // bsg
+        let bsg = format!("{lun}/bsg/{hctl}");
+        t.attr(&format!("{bsg}/dev"), 0o444, &format!("{BSG_MAJOR}:{}", d.bsg));
+        t.link(&format!("{bsg}/device"), &format!("../../../{hctl}"));
+        t.dir(&format!("{bsg}/power"));
+        t.link(&format!("{bsg}/subsystem"), &format!("{up8}/bsg"));
+        t.attr(&format!("{bsg}/uevent"), 0o644, &format!("MAJOR={BSG_MAJOR}\nMINOR={}\nDEVNAME=bsg/{hctl}", d.bsg));
+
+        t.link(&format!("/sys/class/scsi_device/{hctl}"), &format!("../../devices/platform/{rel}/scsi_device/{hctl}"));
+        t.link(&format!("/sys/class/scsi_generic/sg{}", d.sg), &format!("../../devices/platform/{rel}/scsi_generic/sg{}", d.sg));
+        t.link(&format!("/sys/class/bsg/{hctl}"), &format!("../../devices/platform/{rel}/bsg/{hctl}"));
+        t.link(&format!("/sys/bus/scsi/devices/{hctl}"), &format!("../../../devices/platform/{rel}"));
+
+        let DevKind::Disk { sd } = d.kind else { return };
+        let name = crate::naming::sd_name(sd);
+        let (maj, min) = sd_devt(sd);
+        t.link(&format!("{lun}/driver"), "../../../../../../bus/scsi/drivers/sd");
+        t.link(&format!("/sys/bus/scsi/drivers/sd/{hctl}"), &format!("../../../../devices/platform/{rel}"));
+        // scsi_disk
+        let sdisk = format!("{lun}/scsi_disk/{hctl}");
+        put_attrs(t, &sdisk, attrs::SCSI_DISK, &[]);
+        t.link(&format!("{sdisk}/device"), &format!("../../../{hctl}"));
+        t.link(&format!("{sdisk}/subsystem"), &format!("{up8}/scsi_disk"));
+        t.link(&format!("/sys/class/scsi_disk/{hctl}"), &format!("../../devices/platform/{rel}/scsi_disk/{hctl}"));
+        // block
+        let blk = format!("{lun}/block/{name}");
+        put_attrs(
+            t,
+            &blk,
+            attrs::SD_BLOCK,
+            &[
+                ("dev", format!("{maj}:{min}")),
+                ("size", (d.size_bytes / 512).to_string()),
+                ("diskseq", d.diskseq.to_string()),
+                ("uevent", format!("MAJOR={maj}\nMINOR={min}\nDEVNAME={name}\nDEVTYPE=disk\nDISKSEQ={}", d.diskseq)),
+            ],
+        );
+        t.link(&format!("{blk}/bdi"), &format!("../../../../../../../virtual/bdi/{maj}:{min}"));
+        t.link(&format!("{blk}/device"), &format!("../../../{hctl}"));
+        t.link(&format!("{blk}/subsystem"), &format!("{up8}/block"));
+        for m in k.holders(&name) {
+            let dm = m.dev_name();
+            t.link(&format!("{blk}/holders/{dm}"), &format!("../../../../../../../../virtual/block/{dm}"));
+        }
+        t.link(&format!("/sys/class/block/{name}"), &format!("../../devices/platform/{rel}/block/{name}"));
+        t.link(&format!("/sys/block/{name}"), &format!("../devices/platform/{rel}/block/{name}"));
+    }
+}
+
+/// `hostH/sessionS/targetH:0:0/H:0:0:L`, relative to `/sys/devices/platform`.
+fn lun_rel(s: &Session, d: &ScsiDev) -> String {
+    format!("host{}/session{}/target{}:0:0/{}", s.host_no, s.sid, s.host_no, d.hctl)
+}

@@ -1,0 +1,552 @@
+//! The world: arrays, hosts, the virtual clock, the event queue and the faults.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::array::{ArraySpec, ArrayState, IdentityPolicy, IqnMode, Mapping, Volume, VolumeState, fresh_identity};
+use crate::clock::{Clock, SplitMix64};
+use crate::faults::{Fault, Faults};
+use crate::ids::{ArrayId, HostId, SimError, VolumeId};
+use crate::kernel::Kernel;
+use crate::multipath::Multipathd;
+use crate::tree::Tree;
+use crate::udev::{Action, UdevDb};
+use crate::userland::iscsiadm::IscsiDb;
+
+/// How a simulated host is set up.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HostSpec {
+    /// Host name (for reports and the default initiator name).
+    pub name: String,
+    /// Initiator IQN (`/etc/iscsi/initiatorname.iscsi`).
+    pub initiator_iqn: String,
+    /// The host's own IP address (`iscsi_host/hostH/ipaddress`).
+    pub ip: String,
+    /// multipath-tools installed and `multipathd` running (dm_multipath loaded).
+    pub multipathd: bool,
+    /// `find_multipaths strict`: only WWIDs in the wwids file get maps (else `no`: all do).
+    pub find_multipaths_strict: bool,
+    /// `user_friendly_names yes`: maps are named `mpatha`, `mpathb`...
+    pub user_friendly_names: bool,
+    /// How long udev takes to process a kernel event.
+    pub udev_delay: Duration,
+}
+
+impl HostSpec {
+    /// Defaults: no multipath, IQN `iqn.1993-08.org.debian:01:<name>`, IP 10.0.2.15,
+    /// udev delay 50 ms.
+    pub fn new(name: impl Into<String>) -> Self {
+        let name = name.into();
+        Self {
+            initiator_iqn: format!("iqn.1993-08.org.debian:01:{name}"),
+            name,
+            ip: "10.0.2.15".to_owned(),
+            multipathd: false,
+            find_multipaths_strict: false,
+            user_friendly_names: false,
+            udev_delay: Duration::from_millis(50),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct HostState {
+    pub(crate) spec: HostSpec,
+    pub(crate) kernel: Kernel,
+    pub(crate) udev: UdevDb,
+    pub(crate) iscsi: IscsiDb,
+    pub(crate) mpd: Multipathd,
+    /// Last due time of a queued event (events of a host are delivered in order).
+    pub(crate) last_due: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) enum Event {
+    Udev { host: HostId, action: Action, dev: String },
+    MpdRemove { host: HostId, dev: String },
+}
+
+/// Arrays, hosts, the virtual clock and the faults. Deterministic for a seed.
+pub struct World {
+    pub(crate) rng: SplitMix64,
+    pub(crate) clock: Clock,
+    pub(crate) arrays: Vec<ArrayState>,
+    pub(crate) volumes: BTreeMap<VolumeId, VolumeState>,
+    pub(crate) last_volume: u32,
+    pub(crate) hosts: Vec<HostState>,
+    pub(crate) faults: Faults,
+    pub(crate) events: BTreeMap<(Duration, u64), Event>,
+    pub(crate) last_event: u64,
+    pub(crate) materialized: HashMap<(HostId, PathBuf), Tree>,
+    seed: u64,
+}
+
+impl fmt::Debug for World {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("World")
+            .field("seed", &self.seed)
+            .field("now", &self.clock.now())
+            .field("arrays", &self.arrays.len())
+            .field("volumes", &self.volumes.len())
+            .field("hosts", &self.hosts.len())
+            .field("pending_events", &self.events.len())
+            .field("faults", &self.faults.list())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Truth about one block device of a host, for checks.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviceTruth {
+    /// Kernel name: `sda`, `dm-0`.
+    pub name: String,
+    /// `H:C:T:L` for SCSI disks.
+    pub hctl: Option<String>,
+    /// The identity the device reports (cached at probe), udev form `3...`.
+    pub reported_wwid: String,
+    /// The volume I/O reaches now (`None`: nothing mapped there). For a dm map: the volume
+    /// its first path that reaches one reaches.
+    pub backing: Option<VolumeId>,
+    /// `/dev` links (absolute host paths) that resolve to this device.
+    pub links: Vec<String>,
+    /// dm maps holding this device.
+    pub holders: Vec<String>,
+    /// Devices under this dm map.
+    pub slaves: Vec<String>,
+}
+
+/// Truth about one iSCSI session.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionTruth {
+    /// Session id.
+    pub sid: u32,
+    /// SCSI host number.
+    pub host_no: u32,
+    /// Portal `ip:port`.
+    pub portal: String,
+    /// Target IQN.
+    pub iqn: String,
+    /// Kernel LUNs that have a SCSI device.
+    pub luns: Vec<u64>,
+}
+
+impl World {
+    /// An empty world.
+    pub fn new(seed: u64) -> Self {
+        Self {
+            rng: SplitMix64::new(seed),
+            clock: Clock::default(),
+            arrays: Vec::new(),
+            volumes: BTreeMap::new(),
+            last_volume: 0,
+            hosts: Vec::new(),
+            faults: Faults::default(),
+            events: BTreeMap::new(),
+            last_event: 0,
+            materialized: HashMap::new(),
+            seed,
+        }
+    }
+
+    /// The seed this world was created with.
+    pub fn seed(&self) -> u64 {
+        self.seed
+    }
+
+    /// Adds a host.
+    pub fn add_host(&mut self, spec: HostSpec) -> HostId {
+        let id = HostId(u32::try_from(self.hosts.len()).unwrap_or(u32::MAX));
+        let mpd = Multipathd::new(spec.multipathd);
+        self.hosts.push(HostState {
+            spec,
+            kernel: Kernel::default(),
+            udev: UdevDb::default(),
+            iscsi: IscsiDb::default(),
+            mpd,
+            last_due: Duration::ZERO,
+        });
+        id
+    }
+
+    /// Adds an array.
+    pub fn add_array(&mut self, spec: ArraySpec) -> ArrayId {
+        let id = ArrayId(u32::try_from(self.arrays.len()).unwrap_or(u32::MAX));
+        self.arrays.push(ArrayState::new(spec));
+        id
+    }
+
+    /// The ids of every host.
+    pub fn host_ids(&self) -> Vec<HostId> {
+        (0..self.hosts.len()).filter_map(|i| u32::try_from(i).ok().map(HostId)).collect()
+    }
+
+    /// A host's spec.
+    pub fn host_spec(&self, host: HostId) -> Option<&HostSpec> {
+        self.hosts.get(host.0 as usize).map(|h| &h.spec)
+    }
+
+    pub(crate) fn host_ref(&self, host: HostId) -> &HostState {
+        // Ids are only minted by add_host; an unknown id is a caller bug we answer with an
+        // empty host rather than a panic.
+        self.hosts.get(host.0 as usize).unwrap_or_else(|| empty_host())
+    }
+
+    pub(crate) fn host_mut(&mut self, host: HostId) -> &mut HostState {
+        if host.0 as usize >= self.hosts.len() {
+            tracing::warn!(%host, "unknown host id: adding a placeholder host");
+            while self.hosts.len() <= host.0 as usize {
+                let n = self.hosts.len();
+                self.add_host(HostSpec::new(format!("unknown{n}")));
+            }
+        }
+        let idx = host.0 as usize;
+        let len = self.hosts.len();
+        // idx < len holds after the loop above.
+        &mut self.hosts[idx.min(len - 1)]
+    }
+
+    pub(crate) fn array_ref(&self, array: ArrayId) -> &ArrayState {
+        self.arrays.get(array.0 as usize).unwrap_or_else(|| empty_array())
+    }
+
+    /// Creates a volume on an array.
+    pub fn create_volume(&mut self, array: ArrayId, name: &str, size_bytes: u64) -> Result<VolumeId, SimError> {
+        if name.is_empty() || name.len() > 200 {
+            return Err(SimError::InvalidName(name.to_owned(), "empty or too long"));
+        }
+        if name.chars().any(|c| c.is_whitespace() || c.is_control() || c == '/') {
+            return Err(SimError::InvalidName(name.to_owned(), "whitespace, control character or `/`"));
+        }
+        if self.arrays.get(array.0 as usize).is_none() {
+            return Err(SimError::UnknownArray(array));
+        }
+        if self.volumes.values().any(|v| v.public.array == array && v.public.name == name) {
+            return Err(SimError::VolumeExists(name.to_owned()));
+        }
+        let identity = fresh_identity(&mut self.rng);
+        let id = VolumeId(self.last_volume);
+        self.last_volume += 1;
+        let a = self.arrays.get_mut(array.0 as usize).ok_or(SimError::UnknownArray(array))?;
+        let iqn = a.target_iqn_for(name);
+        a.ensure_target(&iqn);
+        let public = Volume {
+            id,
+            name: name.to_owned(),
+            array,
+            wwid: identity.udev_wwid(),
+            size_bytes,
+        };
+        tracing::debug!(%id, name, %iqn, wwid = %public.wwid, "volume created");
+        self.volumes.insert(
+            id,
+            VolumeState {
+                public,
+                identity,
+                iqn,
+                mapped: BTreeMap::new(),
+            },
+        );
+        Ok(id)
+    }
+
+    /// Maps a volume to a host (idempotent: mapping twice returns the same mapping).
+    pub fn map_volume(&mut self, vol: VolumeId, host: HostId) -> Result<Mapping, SimError> {
+        let initiator = self
+            .hosts
+            .get(host.0 as usize)
+            .ok_or(SimError::UnknownHost(host))?
+            .spec
+            .initiator_iqn
+            .clone();
+        let v = self.volumes.get(&vol).ok_or(SimError::UnknownVolume(vol))?;
+        let array = v.public.array;
+        let iqn = v.iqn.clone();
+        let a = self.arrays.get(array.0 as usize).ok_or(SimError::UnknownArray(array))?;
+        if let Some((_, lun)) = v.mapped.get(&host) {
+            return Ok(Mapping { iqn, portals: a.spec.portals.clone(), lun: *lun });
+        }
+        let lun = a.allocate_lun(&iqn, &initiator)?;
+        let reuse = a.spec.identity == IdentityPolicy::ReuseOnLun;
+        let a = self.arrays.get_mut(array.0 as usize).ok_or(SimError::UnknownArray(array))?;
+        a.ensure_target(&iqn).luns.insert((initiator.clone(), lun), vol);
+        let portals = a.spec.portals.clone();
+        let v = self.volumes.get_mut(&vol).ok_or(SimError::UnknownVolume(vol))?;
+        if reuse {
+            let key = (iqn.clone(), lun);
+            match a.lun_identity.get(&key) {
+                Some(old) if v.mapped.is_empty() => {
+                    v.identity = old.clone();
+                    v.public.wwid = old.udev_wwid();
+                }
+                Some(_) => {}
+                None => {
+                    a.lun_identity.insert(key, v.identity.clone());
+                }
+            }
+        }
+        v.mapped.insert(host, (initiator, lun));
+        tracing::debug!(%vol, %host, %iqn, lun, "volume mapped");
+        Ok(Mapping { iqn, portals, lun })
+    }
+
+    /// Unmaps a volume from a host on the array. The host's devices are not touched: if the
+    /// host did not detach first, they stay (the leaked-detach case).
+    pub fn unmap_volume(&mut self, vol: VolumeId, host: HostId) -> Result<(), SimError> {
+        let v = self.volumes.get_mut(&vol).ok_or(SimError::UnknownVolume(vol))?;
+        let (initiator, lun) = v.mapped.remove(&host).ok_or(SimError::NotMapped { vol, host })?;
+        let iqn = v.iqn.clone();
+        let array = v.public.array;
+        if let Some(t) = self.arrays.get_mut(array.0 as usize).and_then(|a| a.targets.get_mut(&iqn)) {
+            t.luns.remove(&(initiator, lun));
+        }
+        tracing::debug!(%vol, %host, lun, "volume unmapped");
+        Ok(())
+    }
+
+    /// Deletes a volume (unmapping it everywhere first). Per-volume targets go with it.
+    pub fn delete_volume(&mut self, vol: VolumeId) -> Result<(), SimError> {
+        let hosts: Vec<HostId> = self
+            .volumes
+            .get(&vol)
+            .ok_or(SimError::UnknownVolume(vol))?
+            .mapped
+            .keys()
+            .copied()
+            .collect();
+        for h in hosts {
+            self.unmap_volume(vol, h)?;
+        }
+        let v = self.volumes.remove(&vol).ok_or(SimError::UnknownVolume(vol))?;
+        if let Some(a) = self.arrays.get_mut(v.public.array.0 as usize) {
+            if matches!(a.spec.iqn_mode, IqnMode::PerVolume { .. }) {
+                a.targets.remove(&v.iqn);
+            }
+        }
+        tracing::debug!(%vol, "volume deleted");
+        Ok(())
+    }
+
+    /// A volume (`None` once deleted).
+    pub fn volume(&self, vol: VolumeId) -> Option<&Volume> {
+        self.volumes.get(&vol).map(|v| &v.public)
+    }
+
+    /// Every existing volume.
+    pub fn volumes(&self) -> impl Iterator<Item = &Volume> {
+        self.volumes.values().map(|v| &v.public)
+    }
+
+    /// Where a volume is mapped for a host.
+    pub fn mapping(&self, vol: VolumeId, host: HostId) -> Result<Mapping, SimError> {
+        let v = self.volumes.get(&vol).ok_or(SimError::UnknownVolume(vol))?;
+        let (_, lun) = v.mapped.get(&host).ok_or(SimError::NotMapped { vol, host })?;
+        let a = self.arrays.get(v.public.array.0 as usize).ok_or(SimError::UnknownArray(v.public.array))?;
+        Ok(Mapping { iqn: v.iqn.clone(), portals: a.spec.portals.clone(), lun: *lun })
+    }
+
+    /// os-brick connection properties, as Cinder emits them for this mapping.
+    pub fn connection_properties(&self, vol: VolumeId, host: HostId) -> Result<serde_json::Value, SimError> {
+        let m = self.mapping(vol, host)?;
+        let v = self.volumes.get(&vol).ok_or(SimError::UnknownVolume(vol))?;
+        let a = self.array_ref(v.public.array);
+        let first = m.portals.first().cloned().unwrap_or_default();
+        let mut data = serde_json::json!({
+            "target_discovered": false,
+            "target_portal": first,
+            "target_iqn": m.iqn,
+            "target_lun": m.lun,
+            "volume_id": v.public.name,
+            "encrypted": false,
+            "access_mode": "rw",
+        });
+        if m.portals.len() > 1 {
+            if let Some(obj) = data.as_object_mut() {
+                let n = m.portals.len();
+                obj.insert("target_portals".into(), serde_json::json!(m.portals));
+                obj.insert("target_iqns".into(), serde_json::json!(vec![m.iqn.clone(); n]));
+                obj.insert("target_luns".into(), serde_json::json!(vec![m.lun; n]));
+            }
+        }
+        if a.spec.flat_addressing {
+            if let Some(obj) = data.as_object_mut() {
+                obj.insert("addressing_mode".into(), serde_json::json!("SAM3-flat"));
+            }
+        }
+        Ok(serde_json::json!({ "driver_volume_type": "iscsi", "data": data }))
+    }
+
+    /// The host's initiator IQN (empty for an unknown host).
+    pub fn initiator(&self, host: HostId) -> &str {
+        self.hosts.get(host.0 as usize).map_or("", |h| h.spec.initiator_iqn.as_str())
+    }
+
+    /// Arms a fault.
+    pub fn inject(&mut self, fault: Fault) {
+        tracing::debug!(?fault, "fault armed");
+        self.faults.inject(fault);
+    }
+
+    /// Removes every fault.
+    pub fn clear_faults(&mut self) {
+        self.faults.clear();
+    }
+
+    /// Removes one fault (every armed copy equal to it).
+    pub fn clear_fault(&mut self, fault: &Fault) {
+        self.faults.remove(fault);
+    }
+
+    /// The armed faults.
+    pub fn faults(&self) -> Vec<Fault> {
+        self.faults.list()
+    }
+
+    /// Starts or stops multipathd on a host that has multipath-tools installed.
+    pub fn set_multipathd_running(&mut self, host: HostId, running: bool) {
+        let h = self.host_mut(host);
+        if h.spec.multipathd {
+            h.mpd.running = running;
+        }
+    }
+
+    /// The current virtual time.
+    pub fn now(&self) -> Duration {
+        self.clock.now()
+    }
+
+    /// Moves the clock forward by `d`, delivering every event that falls due on the way.
+    pub fn advance(&mut self, d: Duration) {
+        let target = self.clock.now().saturating_add(d);
+        while let Some((&(due, seq), _)) = self.events.first_key_value() {
+            if due > target {
+                break;
+            }
+            let Some(ev) = self.events.remove(&(due, seq)) else { break };
+            self.clock.set(due);
+            self.deliver(ev);
+        }
+        self.clock.set(target);
+    }
+
+    /// Delivers every pending event, advancing the clock as far as needed.
+    pub fn settle(&mut self) {
+        // Delivering an event may queue more (multipathd reacting to udev); bound the loop.
+        for _ in 0..100_000 {
+            let Some((&(due, seq), _)) = self.events.first_key_value() else { return };
+            let Some(ev) = self.events.remove(&(due, seq)) else { return };
+            self.clock.set(due);
+            self.deliver(ev);
+        }
+        tracing::warn!("settle: event storm, giving up");
+    }
+
+    /// How many events are still pending.
+    pub fn pending_events(&self) -> usize {
+        self.events.len()
+    }
+
+    pub(crate) fn schedule(&mut self, host: HostId, delay: Duration, ev: Event) {
+        let now = self.clock.now();
+        let h = self.host_mut(host);
+        let due = now.saturating_add(delay).max(h.last_due);
+        h.last_due = due;
+        self.last_event += 1;
+        self.events.insert((due, self.last_event), ev);
+    }
+
+    fn deliver(&mut self, ev: Event) {
+        match ev {
+            Event::Udev { host, action, dev } => self.udev_process(host, action, &dev),
+            Event::MpdRemove { host, dev } => self.mpd_remove_path(host, &dev),
+        }
+    }
+
+    /// Truth: every block device of the host, what it reports and what it reaches.
+    pub fn host_devices(&self, host: HostId) -> Vec<DeviceTruth> {
+        let h = self.host_ref(host);
+        let links = self.dev_links(host);
+        let links_to = |name: &str| -> Vec<String> {
+            links
+                .iter()
+                .filter(|(_, dev)| dev.as_str() == name)
+                .map(|(l, _)| l.clone())
+                .collect()
+        };
+        let mut out = Vec::new();
+        for d in h.kernel.devices.values() {
+            let Some(name) = d.sd_name() else { continue };
+            out.push(DeviceTruth {
+                hctl: Some(d.hctl.to_string()),
+                reported_wwid: d.identity.udev_wwid(),
+                backing: self.backing_of(host, d),
+                links: links_to(&name),
+                holders: h.kernel.holders(&name).iter().map(|m| m.dev_name()).collect(),
+                slaves: Vec::new(),
+                name,
+            });
+        }
+        for m in h.kernel.dms.values() {
+            let name = m.dev_name();
+            let backing = m
+                .paths
+                .iter()
+                .filter_map(|p| h.kernel.disk_by_name(p))
+                .find_map(|d| self.backing_of(host, d));
+            out.push(DeviceTruth {
+                hctl: None,
+                reported_wwid: m.wwid.clone(),
+                backing,
+                links: links_to(&name),
+                holders: Vec::new(),
+                slaves: m.paths.iter().filter(|p| h.kernel.block_exists(p)).cloned().collect(),
+                name,
+            });
+        }
+        out
+    }
+
+    /// Truth: every iSCSI session of the host.
+    pub fn sessions(&self, host: HostId) -> Vec<SessionTruth> {
+        let k = &self.host_ref(host).kernel;
+        k.sessions
+            .values()
+            .map(|s| SessionTruth {
+                sid: s.sid,
+                host_no: s.host_no,
+                portal: s.portal.to_string(),
+                iqn: s.iqn.clone(),
+                luns: k.devices.values().filter(|d| d.sid == s.sid).map(|d| d.hctl.lun).collect(),
+            })
+            .collect()
+    }
+
+    /// The whole host view: sysfs, /dev and /etc.
+    pub fn tree(&self, host: HostId) -> Tree {
+        let mut t = Tree::new();
+        self.render_sysfs(host, &mut t);
+        self.render_dev(host, &mut t);
+        self.render_etc(host, &mut t);
+        t
+    }
+}
+
+fn empty_host() -> &'static HostState {
+    static EMPTY: std::sync::OnceLock<HostState> = std::sync::OnceLock::new();
+    EMPTY.get_or_init(|| HostState {
+        spec: HostSpec::new("unknown"),
+        kernel: Kernel::default(),
+        udev: UdevDb::default(),
+        iscsi: IscsiDb::default(),
+        mpd: Multipathd::new(false),
+        last_due: Duration::ZERO,
+    })
+}
+
+fn empty_array() -> &'static ArrayState {
+    static EMPTY: std::sync::OnceLock<ArrayState> = std::sync::OnceLock::new();
+    EMPTY.get_or_init(|| ArrayState::new(ArraySpec::new("unknown", Vec::new())))
+}

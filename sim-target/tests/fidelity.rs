@@ -1,0 +1,724 @@
+//! Fidelity of the simulator against the real-kernel ground truth
+//! (`../shared/reference/real-kernel/*.txt` beside the workspace, see its README).
+//!
+//! Each test replays a capture's "STEPS DONE" header on the simulator, the way a user would
+//! (`iscsiadm`, `echo ... > scan` as a control-file write, `multipath -f`), then compares the
+//! simulated tree with the capture inside [`Scope::iscsi_multipath`], and the output of the
+//! emulated commands with section 4, line by line, after replacing each volume's ids by tokens.
+
+use std::path::{Path, PathBuf};
+
+use brick_sim_target::capture::{
+    Capture, CaptureTree, Content, Entry, Scope, compare, mismatch_table,
+};
+use brick_sim_target::tree::{Node, Tree};
+use brick_sim_target::{ArraySpec, ExecOutput, HostId, HostSpec, IqnMode, VolumeId, World};
+
+/// Where the captures live: `$BRICK_REAL_KERNEL_DIR`, or `../shared/reference/real-kernel`
+/// next to the workspace root.
+fn captures_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("BRICK_REAL_KERNEL_DIR") {
+        return PathBuf::from(dir);
+    }
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/reference/real-kernel")
+}
+
+fn read_capture_text(name: &str) -> String {
+    let dir = captures_dir();
+    let path = dir.join(name);
+    match std::fs::read_to_string(&path) {
+        Ok(text) => text,
+        Err(e) => panic!(
+            "cannot read the real-kernel capture {}: {e}.\n\
+             The fidelity tests need the ground-truth captures: check out `shared/` beside the \
+             workspace (so that ../shared/reference/real-kernel exists relative to the workspace \
+             root) or set BRICK_REAL_KERNEL_DIR to that directory.",
+            path.display()
+        ),
+    }
+}
+
+fn load(name: &str) -> Capture {
+    let text = read_capture_text(name);
+    match Capture::parse(&text) {
+        Ok(c) => c,
+        Err(e) => panic!("{name}: {e}"),
+    }
+}
+
+const ISCSI_CAPTURES: &[&str] = &[
+    "iscsi-manual-scan.txt",
+    "iscsi-1lun.txt",
+    "iscsi-after-logout.txt",
+    "iscsi-2luns.txt",
+    "iscsi-after-delete.txt",
+    "multipath-2paths.txt",
+    "multipath-after-path-delete.txt",
+    "multipath-after-flush.txt",
+];
+
+#[test]
+fn every_capture_parses() {
+    let dir = captures_dir();
+    let mut seen = 0;
+    let entries = match std::fs::read_dir(&dir) {
+        Ok(e) => e,
+        Err(e) => panic!("cannot list {}: {e} (see captures_dir)", dir.display()),
+    };
+    for entry in entries {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        if !name.ends_with(".txt") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).unwrap();
+        if name == "nvmet-configfs.txt" {
+            // A bare walk of the target's configfs, no sections.
+            let tree = CaptureTree::parse_walk(&text).unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert!(tree.get("/sys/kernel/config/nvmet/ports/1").is_some());
+        } else {
+            let cap = Capture::parse(&text).unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert!(!cap.steps.is_empty(), "{name}: no steps");
+            assert!(
+                cap.tree.len() > 20,
+                "{name}: only {} entries",
+                cap.tree.len()
+            );
+            assert!(!cap.commands.is_empty(), "{name}: no commands");
+            assert_eq!(
+                cap.dev_commands.len(),
+                4,
+                "{name}: section 3 has 4 listings"
+            );
+        }
+        seen += 1;
+    }
+    assert_eq!(seen, 14, "expected the 14 capture files of the README");
+}
+
+#[test]
+fn captures_hold_the_facts_the_readme_states() {
+    let manual = load("iscsi-manual-scan.txt");
+    let lun = "/sys/devices/platform/host0/session1/target0:0:0/0:0:0:2";
+    assert_eq!(
+        manual.tree.get(&format!("{lun}/wwid")),
+        Some(&Entry::File {
+            mode: 0o444,
+            content: Content::Text(b"naa.60000000000000000e00000000020002\n".to_vec())
+        })
+    );
+    assert_eq!(
+        manual.tree.get("/dev/sda"),
+        Some(&Entry::Block {
+            major: 8,
+            minor: 0,
+            mode: 0o660
+        })
+    );
+    assert_eq!(
+        manual.tree.get("/dev/sg0"),
+        Some(&Entry::Char {
+            major: 21,
+            minor: 0,
+            mode: 0o660
+        })
+    );
+    assert!(manual.tree.get("/sys/bus/scsi/devices/0:0:0:0").is_none());
+    assert!(manual.tree.absent().contains("/dev/mapper"));
+
+    let logout = load("iscsi-after-logout.txt");
+    let session = logout.command("iscsiadm -m session").unwrap();
+    assert_eq!(
+        (session.status, session.output.as_str()),
+        (21, "iscsiadm: No active sessions.\n")
+    );
+    assert!(logout.tree.get("/sys/class/iscsi_transport/tcp").is_some());
+
+    let mp = load("multipath-2paths.txt");
+    assert_eq!(
+        mp.tree.get("/dev/mapper/360000000000000000e00000000010001"),
+        Some(&Entry::Link {
+            target: "../dm-0".into()
+        })
+    );
+    assert_eq!(
+        mp.tree.get("/dev/dm-0"),
+        Some(&Entry::Block {
+            major: 253,
+            minor: 0,
+            mode: 0o660
+        })
+    );
+}
+
+/// Builds a simulator-style [`Tree`] from a capture, as a perfect simulator would produce it.
+/// Binary pages longer than the captured prefix cannot be rebuilt and are skipped.
+fn tree_from_capture(cap: &CaptureTree) -> Tree {
+    let mut t = Tree::new();
+    for (path, entry) in cap.iter() {
+        let node = match entry {
+            Entry::Dir { mode } => Node::Dir { mode: *mode },
+            Entry::Link { target } => Node::Link {
+                target: target.clone(),
+            },
+            Entry::Block { major, minor, mode } => Node::Block {
+                major: *major,
+                minor: *minor,
+                mode: *mode,
+            },
+            Entry::Char { major, minor, mode } => Node::Char {
+                major: *major,
+                minor: *minor,
+                mode: *mode,
+            },
+            Entry::File { mode, content } => {
+                let bytes = match content {
+                    Content::Text(b) => b.clone(),
+                    Content::Empty | Content::WriteOnly => Vec::new(),
+                    Content::Binary { len, prefix, .. } if *len == prefix.len() => prefix.clone(),
+                    Content::ReadError(_) | Content::OpenError(_) => b"unreadable\n".to_vec(),
+                    Content::Binary { .. } | Content::Truncated { .. } => continue,
+                };
+                Node::File {
+                    mode: *mode,
+                    content: bytes,
+                }
+            }
+        };
+        t.insert(path, node);
+    }
+    t
+}
+
+/// The comparator, the renderer and the normalisation agree with the real data: a simulator
+/// that reproduced a capture exactly would get no mismatch (except the binary pages whose
+/// full bytes the capture does not hold, which are out of scope anyway).
+#[test]
+fn a_perfect_simulator_has_no_mismatch() {
+    for name in ISCSI_CAPTURES {
+        let cap = load(name);
+        let sim = tree_from_capture(&cap.tree);
+        let mismatches = compare(&cap.tree, &sim, &Scope::iscsi_multipath());
+        assert!(
+            mismatches.is_empty(),
+            "{name}:\n{}",
+            mismatch_table(&mismatches)
+        );
+    }
+}
+
+/// Every text file of the captures, rendered back the way `walk` shows it, gives the captured
+/// detail: `Content::render` is a faithful copy of the lister.
+#[test]
+fn render_reproduces_every_captured_text_file() {
+    let mut checked = 0;
+    for name in ISCSI_CAPTURES {
+        for (path, entry) in load(name).tree.iter() {
+            if let Entry::File {
+                mode,
+                content: content @ (Content::Text(_) | Content::Empty | Content::WriteOnly),
+            } = entry
+            {
+                let bytes = match content {
+                    Content::Text(b) => b.clone(),
+                    _ => Vec::new(),
+                };
+                assert_eq!(&Content::render(*mode, &bytes), content, "{name}: {path}");
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked > 1000, "only {checked} files checked");
+}
+
+/// The scope leaves out only what it says: count what it covers in each capture.
+#[test]
+fn scope_covers_the_iscsi_layout() {
+    let scope = Scope::iscsi_multipath();
+    let cap = load("multipath-2paths.txt");
+    let covered = cap
+        .tree
+        .iter()
+        .filter(|(p, e)| scope.covers(p, e.type_letter()))
+        .count();
+    assert!(
+        covered * 10 > cap.tree.len() * 8,
+        "scope covers {covered} of {} entries",
+        cap.tree.len()
+    );
+    for (path, kind, want) in [
+        (
+            "/sys/devices/platform/host0/session1/target0:0:0/0:0:0:1/wwid",
+            'f',
+            true,
+        ),
+        (
+            "/sys/devices/platform/host0/session1/target0:0:0/0:0:0:1/vpd_pg83",
+            'f',
+            false,
+        ),
+        ("/sys/devices/platform/host0/power", 'd', true),
+        ("/sys/devices/platform/host0/power/control", 'f', false),
+        ("/sys/block/vda", 'l', false),
+        ("/sys/class/nvme/nvme0", 'l', false),
+        (
+            "/dev/disk/by-id/wwn-0x60000000000000000e00000000010001",
+            'l',
+            true,
+        ),
+        ("/dev/mapper/control", 'c', true),
+    ] {
+        assert_eq!(scope.covers(path, kind), want, "{path}");
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Driving the simulator through a capture's steps.
+// ---------------------------------------------------------------------------------------------
+
+const INITIATOR: &str = "iqn.1993-08.org.debian:01:simguest01";
+const VOLUME_ONE: &str = "iqn.2010-10.org.openstack:volume-one";
+const VOLUME_TWO: &str = "iqn.2010-10.org.openstack:volume-two";
+const PORTALS: [&str; 2] = ["10.0.2.2:3260", "10.0.2.2:3261"];
+const SIZE: u64 = 32 << 20;
+const SEED: u64 = 7;
+
+/// The tgt targets of the capture rig: (IQN, tgt target id, data LUNs). tgtd numbers its
+/// targets in creation order (volume-one is tid 1, volume-two tid 2).
+const TARGETS: [(&str, u32, u64); 2] = [(VOLUME_ONE, 1, 1), (VOLUME_TWO, 2, 2)];
+
+/// The NAA hex digits tgt reports for (tid, lun): `60000000000000000e` + tid (10 hex digits) +
+/// LUN (4 hex digits), as in every capture (`naa.60000000000000000e00000000020002` is
+/// volume-two LUN 2).
+fn tgt_naa(tid: u32, lun: u64) -> String {
+    format!("60000000000000000e{tid:010x}{lun:04x}")
+}
+
+/// The simulated host, its arrays and the volume at each (IQN, LUN).
+struct Rig {
+    world: World,
+    host: HostId,
+    /// (IQN, tid, LUN, volume).
+    volumes: Vec<(&'static str, u32, u64, VolumeId)>,
+}
+
+impl Rig {
+    /// The capture rig as simulator objects: one tgt-like array per target (shared IQN, LUN 0
+    /// controller, `IET`/`VIRTUAL-DISK`), 32 MiB volumes mapped to the host at the capture's
+    /// LUNs, and a host set up as the capture guest (multipathd only if the steps start it).
+    fn new(cap: &Capture) -> Self {
+        let multipath = cap.steps.iter().any(|s| s.contains("multipathd -d -s"));
+        let mut world = World::new(SEED);
+        let mut spec = HostSpec::new("simguest01");
+        spec.initiator_iqn = INITIATOR.to_owned();
+        spec.ip = "10.0.2.15".to_owned();
+        spec.multipathd = multipath;
+        spec.user_friendly_names = false;
+        spec.find_multipaths_strict = false;
+        let host = world.add_host(spec);
+        let mut volumes = Vec::new();
+        for (iqn, tid, luns) in TARGETS {
+            let name = iqn.rsplit(':').next().unwrap();
+            let mut a = ArraySpec::new(name, PORTALS.iter().map(|p| (*p).to_owned()).collect());
+            a.iqn_mode = IqnMode::Shared { iqn: iqn.to_owned() };
+            a.lun0_controller = true;
+            a.first_lun = 1;
+            a.vendor = "IET".to_owned();
+            a.model = "VIRTUAL-DISK".to_owned();
+            let array = world.add_array(a);
+            for lun in 1..=luns {
+                let vol = world.create_volume(array, &format!("{name}-lun{lun}"), SIZE).unwrap();
+                let mapping = world.map_volume(vol, host).unwrap();
+                assert_eq!(mapping.lun, lun, "{iqn}: the array must hand out LUN {lun}");
+                volumes.push((iqn, tid, lun, vol));
+            }
+        }
+        Self { world, host, volumes }
+    }
+
+    /// Runs a command line (split on whitespace, the way the capture's shell did).
+    fn run(&mut self, argv: &[&str]) -> ExecOutput {
+        self.world.exec(self.host, argv, "")
+    }
+
+    /// Replays one line of the capture's "STEPS DONE" header. Environment steps (udevd,
+    /// modprobe, iscsid, multipathd) are covered by the host spec; every other step is run.
+    fn step(&mut self, line: &str, scope: &Scope) {
+        // Strip the capture's explanatory comment: `cmd   (comment)`.
+        let line = line.split("   (").next().unwrap_or(line).trim();
+        if line.starts_with("/lib/systemd/systemd-udevd")
+            || line.starts_with("modprobe ")
+            || line.starts_with("mkdir -p /etc/multipath")
+        {
+            return;
+        }
+        if line == "udevadm settle" || (line.starts_with("(waited") && line.ends_with("; udevadm settle")) {
+            self.world.settle();
+            return;
+        }
+        if let Some(rest) = line.strip_prefix("echo ") {
+            let (value, path) = rest.split_once(" > ").unwrap_or_else(|| panic!("step {line:?}"));
+            let value = value.trim_matches('\'');
+            // `echo` appends a newline.
+            self.world
+                .write_control(self.host, path.trim(), &format!("{value}\n"))
+                .unwrap_or_else(|e| panic!("step {line:?}: {e}"));
+            return;
+        }
+        // Commands name real ids (`multipath -f 3<naa>`): use the simulator's spelling.
+        let line = scope.real_to_sim(line);
+        let argv: Vec<&str> = line.split_whitespace().collect();
+        let out = self.run(&argv);
+        assert_eq!(out.status, 0, "step {line:?} failed: {out:?}");
+    }
+
+    /// The scope with every id of the capture rig tied to the simulator's id of the same volume
+    /// (by IQN and LUN, never by where the simulator put it, so a swap of identities shows).
+    fn scope(&self) -> Scope {
+        let mut scope = Scope::iscsi_multipath();
+        for (iqn, tid, lun, vol) in &self.volumes {
+            let sim_wwid = &self.world.volume(*vol).unwrap().wwid;
+            let sim_naa = sim_wwid.strip_prefix('3').unwrap_or(sim_wwid);
+            let target = iqn.rsplit(':').next().unwrap();
+            scope = scope.identity(&tgt_naa(*tid, *lun), sim_naa, &format!("naa:{target}:lun{lun}"));
+        }
+        for (_, tid, _) in TARGETS {
+            // tgt's LUN 0 controller. Each simulated array is its own tgtd, whose first target
+            // has tid 1; the capture's tgtd had both targets (tid 1 and 2). A controller holds
+            // no volume, so one token serves both.
+            scope = scope.identity(&tgt_naa(tid, 0), &tgt_naa(1, 0), "naa:tgt-controller");
+        }
+        // Unit serial numbers (VPD 0x80): tgt's is `beaf<tid><lun>`. The simulator shows its
+        // serial only in the `scsi-S<vendor>_<model>_<serial>` link of the disk that reports the
+        // volume's wwid (found by identity, not by position).
+        let tree = self.world.tree(self.host);
+        for (iqn, tid, lun, vol) in &self.volumes {
+            let sim_wwid = &self.world.volume(*vol).unwrap().wwid;
+            let sim_naa = sim_wwid.strip_prefix('3').unwrap_or(sim_wwid);
+            let target = iqn.rsplit(':').next().unwrap();
+            if let Some(serial) = sim_serial(&tree, sim_naa) {
+                scope = scope.identity(&format!("beaf{tid}{lun}"), &serial, &format!("serial:{target}:lun{lun}"));
+            }
+        }
+        scope
+    }
+}
+
+/// The serial the simulator shows for the disk whose wwid is `naa.<naa>`.
+fn sim_serial(tree: &Tree, naa: &str) -> Option<String> {
+    let wwid = format!("naa.{naa}\n");
+    let disks: Vec<String> = tree
+        .iter()
+        .filter(|(p, n)| {
+            p.starts_with("/sys/devices/") && p.ends_with("/wwid")
+                && matches!(n, Node::File { content, .. } if content == wwid.as_bytes())
+        })
+        .flat_map(|(p, _)| {
+            let lun_dir = p.trim_end_matches("/wwid").to_owned();
+            let prefix = format!("{lun_dir}/block/");
+            tree.iter()
+                .filter_map(move |(q, _)| q.strip_prefix(&prefix).filter(|r| !r.contains('/')).map(str::to_owned))
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    tree.iter().find_map(|(p, n)| {
+        let name = p.strip_prefix("/dev/disk/by-id/scsi-SIET_VIRTUAL-DISK_")?;
+        match n {
+            Node::Link { target } if disks.iter().any(|d| target == &format!("../../{d}")) => Some(name.to_owned()),
+            _ => None,
+        }
+    })
+}
+
+/// The section-4 commands the simulator emulates, as the capture spells them, with the argv
+/// the simulator gets (the capture lost the shell quoting of `"%d %w"`).
+fn emulated_commands(cap: &Capture) -> Vec<(String, Vec<String>)> {
+    let mut out = Vec::new();
+    for c in &cap.commands {
+        let argv: Vec<String> = match c.command.as_str() {
+            "multipathd show paths raw format %d %w" => {
+                ["multipathd", "show", "paths", "raw", "format", "%d %w"].iter().map(|s| (*s).to_owned()).collect()
+            }
+            "iscsiadm -m session" | "iscsiadm -m node" | "multipath -ll" | "multipathd show maps" => {
+                c.command.split_whitespace().map(str::to_owned).collect()
+            }
+            cmd if cmd.starts_with("iscsiadm -m node -T ") && !cmd.contains(" -o ") => {
+                cmd.split_whitespace().map(str::to_owned).collect()
+            }
+            _ => continue,
+        };
+        out.push((c.command.clone(), argv));
+    }
+    out
+}
+
+/// Runs the emulated commands and compares status and output line by line (ids normalised).
+/// Returns a readable report of the differences (empty if none).
+fn compare_commands(rig: &mut Rig, cap: &Capture, scope: &Scope) -> String {
+    let mut report = String::new();
+    for (command, argv) in emulated_commands(cap) {
+        let Some(real) = cap.command(&command) else { continue };
+        let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
+        let out = rig.run(&argv);
+        let sim_text = scope.normalise_sim(&format!("{}{}", out.stdout, out.stderr));
+        let real_text = scope.normalise_real(&real.output);
+        let real_lines: Vec<&str> = real_text.lines().collect();
+        let sim_lines: Vec<&str> = sim_text.lines().collect();
+        if real.status != out.status || real_lines != sim_lines {
+            report.push_str(&format!("$ {command}\n  exit status: real {} sim {}\n", real.status, out.status));
+            for i in 0..real_lines.len().max(sim_lines.len()) {
+                let r = real_lines.get(i).copied();
+                let s = sim_lines.get(i).copied();
+                if r != s {
+                    report.push_str(&format!(
+                        "  line {}: real {:?}\n  {:>width$}   sim {:?}\n",
+                        i + 1,
+                        r.unwrap_or("<none>"),
+                        "",
+                        s.unwrap_or("<none>"),
+                        width = format!("line {}:", i + 1).len()
+                    ));
+                }
+            }
+        }
+    }
+    report
+}
+
+/// Replays `name`'s steps on a fresh simulator and returns (tree report, command report).
+fn replay(name: &str) -> (Capture, Vec<brick_sim_target::capture::Mismatch>, String) {
+    let cap = load(name);
+    let mut rig = Rig::new(&cap);
+    let steps_scope = rig.scope();
+    for step in cap.steps.clone() {
+        rig.step(&step, &steps_scope);
+    }
+    rig.world.settle();
+    // The serials are visible once the disks exist: rebuild the scope now.
+    let scope = rig.scope();
+    let sim = rig.world.tree(rig.host);
+    let mismatches = compare(&cap.tree, &sim, &scope);
+    let commands = compare_commands(&mut rig, &cap, &scope);
+    (cap, mismatches, commands)
+}
+
+/// Asserts that the simulator reproduces `name` within the scope, printing every difference.
+fn assert_faithful(name: &str) {
+    let (_, mismatches, commands) = replay(name);
+    let mut msg = String::new();
+    if !mismatches.is_empty() {
+        msg.push_str(&format!("{name}: {} tree mismatches\n{}", mismatches.len(), mismatch_table(&mismatches)));
+    }
+    if !commands.is_empty() {
+        msg.push_str(&format!("{name}: command output differs\n{commands}"));
+    }
+    assert!(msg.is_empty(), "{msg}");
+}
+
+#[test]
+fn fidelity_iscsi_manual_scan() {
+    assert_faithful("iscsi-manual-scan.txt");
+}
+
+#[test]
+fn fidelity_iscsi_1lun() {
+    assert_faithful("iscsi-1lun.txt");
+}
+
+#[test]
+fn fidelity_iscsi_after_logout() {
+    assert_faithful("iscsi-after-logout.txt");
+}
+
+#[test]
+fn fidelity_iscsi_2luns() {
+    assert_faithful("iscsi-2luns.txt");
+}
+
+#[test]
+fn fidelity_iscsi_after_delete() {
+    assert_faithful("iscsi-after-delete.txt");
+}
+
+#[test]
+fn fidelity_multipath_2paths() {
+    assert_faithful("multipath-2paths.txt");
+}
+
+#[test]
+fn fidelity_multipath_after_path_delete() {
+    assert_faithful("multipath-after-path-delete.txt");
+}
+
+#[test]
+fn fidelity_multipath_after_flush() {
+    assert_faithful("multipath-after-flush.txt");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Snapshots of the materialized tree, in the capture's own line format.
+// ---------------------------------------------------------------------------------------------
+
+/// A Rust copy of the capture's `walk` lister: one `PATH\tTYPE\tMODE\tDETAIL` line per entry,
+/// children sorted, symlinks not followed, `power`/`trace`/`mq`/`iosched` listed but not
+/// descended into below the start directory.
+fn walk(path: &Path, depth: usize, max_depth: usize, out: &mut String) {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
+    let shown = path.display();
+    let Ok(meta) = std::fs::symlink_metadata(path) else {
+        out.push_str(&format!("{shown}\t?\t-\t<err-lstat: No such file or directory>\n"));
+        return;
+    };
+    let mode = meta.permissions().mode() & 0o7777;
+    let ft = meta.file_type();
+    if ft.is_symlink() {
+        let target = std::fs::read_link(path).map(|t| t.display().to_string()).unwrap_or_default();
+        out.push_str(&format!("{shown}\tl\t{mode:04o}\t{target}\n"));
+    } else if ft.is_block_device() || ft.is_char_device() {
+        let dev = meta.rdev();
+        let major = ((dev >> 8) & 0xfff) | ((dev >> 32) & !0xfff);
+        let minor = (dev & 0xff) | ((dev >> 12) & !0xff);
+        let t = if ft.is_block_device() { 'b' } else { 'c' };
+        out.push_str(&format!("{shown}\t{t}\t{mode:04o}\t{major}:{minor}\n"));
+    } else if ft.is_file() {
+        let content = if mode & 0o444 == 0 {
+            Content::WriteOnly
+        } else {
+            match std::fs::read(path) {
+                Ok(bytes) => Content::render(mode, &bytes),
+                Err(e) => Content::ReadError(e.to_string()),
+            }
+        };
+        out.push_str(&format!("{shown}\tf\t{mode:04o}\t{}\n", content.to_detail()));
+    } else if ft.is_dir() {
+        out.push_str(&format!("{shown}\td\t{mode:04o}\t\n"));
+        let base = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        if depth >= max_depth || (depth > 0 && ["power", "trace", "mq", "iosched"].contains(&base.as_str())) {
+            return;
+        }
+        let mut children: Vec<PathBuf> = std::fs::read_dir(path).unwrap().map(|e| e.unwrap().path()).collect();
+        children.sort();
+        for child in children {
+            walk(&child, depth + 1, max_depth, out);
+        }
+    } else {
+        out.push_str(&format!("{shown}\t?\t{mode:04o}\t\n"));
+    }
+}
+
+/// Entries of `dir` whose name starts with `prefix`, sorted.
+fn entries_with_prefix(dir: &Path, prefix: &str) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = match std::fs::read_dir(dir) {
+        Ok(rd) => rd
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with(prefix)))
+            .collect(),
+        Err(_) => Vec::new(),
+    };
+    v.sort();
+    v
+}
+
+/// Lists a materialized host root the way the capture script lists a real host: section 1
+/// (class and bus dirs, one level), section 2 (device trees), section 3 (`/dev`).
+fn list_like_capture(root: &Path) -> String {
+    let mut out = String::from("=== SECTION 1 ===\n");
+    let mut dirs: Vec<String> = ISCSI_CLASS_DIRS.iter().map(|c| format!("sys/class/{c}")).collect();
+    dirs.extend(["sys/block".to_owned(), "sys/bus/scsi/devices".to_owned()]);
+    for d in dirs {
+        let p = root.join(&d);
+        if p.exists() {
+            walk(&p, 0, 1, &mut out);
+        } else {
+            out.push_str(&format!("{}\t<absent>\n", p.display()));
+        }
+    }
+    out.push_str("\n=== SECTION 2 ===\n");
+    let mut trees = entries_with_prefix(&root.join("sys/devices/platform"), "host");
+    trees.push(root.join("sys/devices/virtual/iscsi_transport"));
+    trees.extend(entries_with_prefix(&root.join("sys/devices/virtual/block"), "dm-"));
+    for t in trees.into_iter().filter(|t| t.exists()) {
+        walk(&t, 0, 10, &mut out);
+    }
+    out.push_str("\n=== SECTION 3 ===\n");
+    for prefix in ["sd", "sg", "dm-"] {
+        for p in entries_with_prefix(&root.join("dev"), prefix) {
+            walk(&p, 0, 0, &mut out);
+        }
+    }
+    for d in ["dev/disk", "dev/mapper", "dev/bsg", "dev/block"] {
+        walk(&root.join(d), 0, 10, &mut out);
+    }
+    out
+}
+
+const ISCSI_CLASS_DIRS: &[&str] = &[
+    "iscsi_host",
+    "iscsi_session",
+    "iscsi_connection",
+    "iscsi_transport",
+    "iscsi_endpoint",
+    "iscsi_iface",
+    "scsi_host",
+    "scsi_device",
+    "scsi_disk",
+    "scsi_generic",
+    "bsg",
+    "block",
+];
+
+/// Materializes the rig's host into a temp dir and snapshots the listing under `name`.
+fn snapshot_materialized(rig: &mut Rig, name: &str) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    rig.world.materialize(rig.host, dir.path()).unwrap();
+    let listing = list_like_capture(dir.path());
+    // The listing must itself be valid capture `walk` output.
+    let filtered = listing.replace(&dir.path().display().to_string(), "");
+    for line in filtered.lines().filter(|l| l.starts_with('/')) {
+        CaptureTree::parse_walk(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+    }
+    let root = regex_escape(&dir.path().display().to_string());
+    insta::with_settings!({ filters => vec![(root.as_str(), "[ROOT]")] }, {
+        insta::assert_snapshot!(name, listing);
+    });
+    listing
+}
+
+fn regex_escape(s: &str) -> String {
+    let mut out = String::new();
+    for c in s.chars() {
+        if "\\.+*?()|[]{}^$#&-~".contains(c) {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// One volume attached the os-brick way on a single-path host: manual scan, `0 0 2` → `sda`.
+#[test]
+fn snapshot_single_path_host() {
+    let cap = load("iscsi-manual-scan.txt");
+    let mut rig = Rig::new(&cap);
+    let scope = rig.scope();
+    for step in cap.steps.clone() {
+        rig.step(&step, &scope);
+    }
+    rig.world.settle();
+    let listing = snapshot_materialized(&mut rig, "materialized_single_path_manual_scan");
+    assert!(listing.contains("/dev/disk/by-path/ip-10.0.2.2:3260-iscsi-iqn.2010-10.org.openstack:volume-two-lun-2\tl\t0777\t../../sda"));
+}
+
+/// Two portals, two sessions, one map over `sda` and `sdb`.
+#[test]
+fn snapshot_multipath_host() {
+    let cap = load("multipath-2paths.txt");
+    let mut rig = Rig::new(&cap);
+    let scope = rig.scope();
+    for step in cap.steps.clone() {
+        rig.step(&step, &scope);
+    }
+    rig.world.settle();
+    let listing = snapshot_materialized(&mut rig, "materialized_multipath_2paths");
+    assert!(listing.contains("/sys/devices/virtual/block/dm-0/slaves/sdb\tl\t0777\t"));
+}
