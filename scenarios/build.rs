@@ -16,7 +16,9 @@ fn main() {
         })
         .unwrap_or_default();
     files.sort();
-    let mut out = String::from("/// The built-in catalogue: (file name, contents).\npub static BUILTIN: &[(&str, &str)] = &[\n");
+    let mut out = String::from(
+        "/// The built-in catalogue: (file name, contents).\npub static BUILTIN: &[(&str, &str)] = &[\n",
+    );
     for f in &files {
         let _ = writeln!(
             out,
@@ -24,7 +26,8 @@ fn main() {
         );
     }
     out.push_str("];\n");
-    let dest = Path::new(&std::env::var("OUT_DIR").unwrap_or_else(|_| ".".into())).join("builtin.rs");
+    let dest =
+        Path::new(&std::env::var("OUT_DIR").unwrap_or_else(|_| ".".into())).join("builtin.rs");
     if let Err(err) = std::fs::write(&dest, out) {
         println!("cargo::error=writing {}: {err}", dest.display());
     }

@@ -26,10 +26,19 @@ pub(crate) fn run(json: bool) -> Result<ExitCode> {
                 let detail = outcome
                     .failure
                     .as_ref()
-                    .map(|f| format!("step {}: {}", f.step, f.message.lines().next().unwrap_or_default()))
+                    .map(|f| {
+                        format!(
+                            "step {}: {}",
+                            f.step,
+                            f.message.lines().next().unwrap_or_default()
+                        )
+                    })
                     .unwrap_or_default();
                 if !outcome.passed() {
-                    reports.push(outcome.failure_report(&format!("brick sim materialize {} --out /tmp/{}", scn.name, scn.name)));
+                    reports.push(outcome.failure_report(&format!(
+                        "brick sim materialize {} --out /tmp/{}",
+                        scn.name, scn.name
+                    )));
                 }
                 Row {
                     scenario: scn.name.clone(),
@@ -53,7 +62,10 @@ pub(crate) fn run(json: bool) -> Result<ExitCode> {
     if json {
         println!("{}", serde_json::to_string_pretty(&rows)?);
     } else {
-        println!("{:<36} {:>5}  {:<6} {:>7}  detail", "scenario", "steps", "result", "ms");
+        println!(
+            "{:<36} {:>5}  {:<6} {:>7}  detail",
+            "scenario", "steps", "result", "ms"
+        );
         for r in &rows {
             println!(
                 "{:<36} {:>5}  {:<6} {:>7}  {}",
@@ -65,5 +77,9 @@ pub(crate) fn run(json: bool) -> Result<ExitCode> {
             eprintln!("\n{report}");
         }
     }
-    Ok(if failed == 0 { ExitCode::SUCCESS } else { ExitCode::from(1) })
+    Ok(if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }

@@ -9,12 +9,12 @@ use std::process::ExitCode;
 use anyhow::{Context as _, Result, bail};
 use clap::{Parser, Subcommand, ValueEnum};
 
-use brick_connectors::{
-    ConnectionProperties, ConnectorConfig, Protocol, RealHost, connector_for,
-};
+use brick_connectors::{ConnectionProperties, ConnectorConfig, Protocol, RealHost, connector_for};
 
 mod check;
+mod serve;
 mod sim;
+mod verify;
 
 /// Verify volume attach and detach on Linux hosts.
 #[derive(Debug, Parser)]
@@ -74,6 +74,10 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// The read-only path agent over HTTP/JSON, for test and gate hosts (not production).
+    Serve(serve::ServeArgs),
+    /// Ask path agents whether a live migration or a detach left anything behind.
+    Verify(verify::VerifyArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -159,6 +163,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
             SimCommand::List => sim::list(),
         },
         Command::Check { json } => check::run(json),
+        Command::Serve(args) => serve::run(args),
+        Command::Verify(args) => verify::run(args),
     }
 }
 
@@ -193,7 +199,10 @@ fn paths(
     let connector = connector_for(props.protocol(), &host, config)?;
     let found = connector.get_volume_paths(&props)?;
     for d in &found.diagnostics {
-        eprintln!("note: {d}");
+        match &d.path {
+            Some(p) => eprintln!("note: {p}: {}", d.message),
+            None => eprintln!("note: {}", d.message),
+        }
     }
     if json {
         println!("{}", serde_json::to_string_pretty(&found.paths)?);

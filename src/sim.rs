@@ -40,7 +40,11 @@ pub(crate) fn materialize(scenario: &str, out: &Path) -> Result<ExitCode> {
     }
     // One host: its root is `out/root`; several: `out/root/<host>`.
     let single = scn.hosts.len() == 1;
-    let staging = if single { out.join(".hosts") } else { roots.clone() };
+    let staging = if single {
+        out.join(".hosts")
+    } else {
+        roots.clone()
+    };
     let (outcome, lab) = brick_scenarios::run(&scn, Some(&staging))?;
     let volumes = brick_scenarios::runner::volumes_json(&lab);
     drop(lab);
@@ -57,7 +61,13 @@ pub(crate) fn materialize(scenario: &str, out: &Path) -> Result<ExitCode> {
     if outcome.passed() {
         Ok(ExitCode::SUCCESS)
     } else {
-        eprintln!("{}", outcome.failure_report(&format!("brick sim materialize {scenario} --out {}", out.display())));
+        eprintln!(
+            "{}",
+            outcome.failure_report(&format!(
+                "brick sim materialize {scenario} --out {}",
+                out.display()
+            ))
+        );
         Ok(ExitCode::from(1))
     }
 }

@@ -134,6 +134,33 @@ pub enum ConnectorError {
         /// Every failure, in the order it happened.
         errors: Vec<ConnectorError>,
     },
+    /// No Fibre Channel HBA was found under `/sys/class/fc_host`.
+    #[error("no Fibre Channel HBA found under /sys/class/fc_host")]
+    NoFibreChannelHosts,
+    /// The properties ask for something this crate does not implement yet.
+    #[error("not supported: {feature}")]
+    UnsupportedFeature {
+        /// What is not supported.
+        feature: String,
+    },
+    /// NVMe-oF controllers stayed in a non-live state (`connecting`) for the whole wait.
+    #[error("no NVMe-oF controller of {target} became live within {waited:?} (states: {states})")]
+    NvmeControllerNotLive {
+        /// The subsystem NQN and portals.
+        target: String,
+        /// How long the connector waited.
+        waited: std::time::Duration,
+        /// The last states seen (`nvme1=connecting`).
+        states: String,
+    },
+    /// A device path that does not lead to a block device under `/dev`.
+    #[error("{path} is not a usable block device: {reason}")]
+    NotABlockDevice {
+        /// The path given.
+        path: String,
+        /// What it resolves to and why it is refused.
+        reason: String,
+    },
 }
 
 fn describe_output(stdout: &str, stderr: &str) -> String {

@@ -17,14 +17,17 @@
 
 pub mod connector;
 pub mod error;
+pub mod fc;
 pub mod fs;
 pub mod host;
 pub mod hostinfo;
 pub mod ids;
 pub mod iscsi;
 pub mod iscsiadm;
+pub mod local;
 pub mod multipath;
 pub mod naming;
+pub mod nvmeof;
 pub mod orphans;
 pub mod props;
 pub mod scsi;
@@ -36,6 +39,7 @@ pub use connector::{
     connector_for,
 };
 pub use error::ConnectorError;
+pub use fc::{FcConnector, FcHba};
 pub use fs::{FsError, HostFs};
 pub use host::{Cmd, CmdOutput, Host, HostError, HostPath, RealHost};
 pub use hostinfo::{HostConnectorProperties, connector_properties};
@@ -43,6 +47,8 @@ pub use ids::{
     AddressingMode, IdError, IdKind, Iqn, Lun, Nguid, Nqn, NvmeUuid, Portal, Wwid, Wwpn,
 };
 pub use iscsi::IscsiConnector;
+pub use local::LocalConnector;
+pub use nvmeof::NvmeofConnector;
 pub use orphans::{IscsiRef, Orphan, OrphanKind, OrphanReason, OrphanReport, find_orphans};
 pub use props::{
     AccessMode, Chap, ConnectionProperties, FcProperties, IscsiProperties, IscsiTarget,

@@ -62,7 +62,9 @@ pub(crate) fn check_lab(lab: &Lab) -> Vec<Violation> {
     let names = lab.volumes_by_id();
     let mut out = Vec::new();
     for host in lab.host_names() {
-        let Ok(hid) = lab.host_id(&host) else { continue };
+        let Ok(hid) = lab.host_id(&host) else {
+            continue;
+        };
         let attached: BTreeSet<String> = lab
             .attachments()
             .keys()
@@ -73,7 +75,11 @@ pub(crate) fn check_lab(lab: &Lab) -> Vec<Violation> {
             let world = lock(lab.world());
             let wwids: BTreeMap<String, String> = names
                 .iter()
-                .filter_map(|(id, name)| world.volume(*id).map(|v| (v.wwid.clone(), name.clone())))
+                .filter_map(|(id, name)| {
+                    world
+                        .volume_record(*id)
+                        .map(|v| (v.wwid.clone(), name.clone()))
+                })
                 .collect();
             (world.host_devices(hid), world.stale_links(hid), wwids)
         };
@@ -141,7 +147,7 @@ pub(crate) fn check_lab(lab: &Lab) -> Vec<Violation> {
             let wwid = lab
                 .volume_id(volume)
                 .ok()
-                .and_then(|id| lock(lab.world()).volume(id).map(|v| v.wwid.clone()));
+                .and_then(|id| lock(lab.world()).volume_record(id).map(|v| v.wwid.clone()));
             match lab.volume_paths(volume, &host) {
                 Err(err) => out.push(violation(
                     PropertyKind::Truth,
@@ -149,8 +155,11 @@ pub(crate) fn check_lab(lab: &Lab) -> Vec<Violation> {
                     format!("get_volume_paths failed: {err}"),
                 )),
                 Ok(found) => {
-                    let reported: BTreeSet<String> =
-                        found.paths.iter().map(|p| p.path.as_str().to_owned()).collect();
+                    let reported: BTreeSet<String> = found
+                        .paths
+                        .iter()
+                        .map(|p| p.path.as_str().to_owned())
+                        .collect();
                     if reported != expected {
                         out.push(violation(
                             PropertyKind::Truth,
@@ -174,7 +183,7 @@ pub(crate) fn check_lab(lab: &Lab) -> Vec<Violation> {
                                     got.as_ref()
                                         .and_then(|g| wwids.get(g))
                                         .map_or("unknown volume", String::as_str),
-                                    wwid.as_deref().unwrap_or("(volume deleted)"),
+                                    wwid.as_deref().unwrap_or("(unknown)"),
                                 ),
                             ));
                         }

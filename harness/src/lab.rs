@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use brick_connectors::{
-    ConnectionProperties, Connector, ConnectorConfig, ConnectorError, DeviceInfo,
-    DisconnectOptions, Protocol, VolumePaths, connector_for,
+    ConnectionProperties, Connector, ConnectorConfig, DeviceInfo, DisconnectOptions, Protocol,
+    VolumePaths, connector_for,
 };
 use brick_sim_target::{ArrayId, ArraySpec, Fault, HostId, HostSpec, VolumeId, World};
 
@@ -41,6 +41,24 @@ impl LabHostSpec {
             sim,
             use_multipath: true,
         }
+    }
+}
+
+/// Where temporary host roots go: `BRICK_TMPDIR` if set, else `/dev/shm` when it is a
+/// writable directory (a simulated host is thousands of tiny files; tmpfs makes materializing
+/// them an order of magnitude faster than ext4), else the system temporary directory.
+pub fn scratch_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("BRICK_TMPDIR") {
+        return PathBuf::from(dir);
+    }
+    let shm = Path::new("/dev/shm");
+    let writable = std::fs::metadata(shm)
+        .map(|m| m.is_dir() && !m.permissions().readonly())
+        .unwrap_or(false);
+    if writable {
+        shm.to_path_buf()
+    } else {
+        std::env::temp_dir()
     }
 }
 
@@ -109,7 +127,7 @@ impl Lab {
     pub fn add_host(&mut self, spec: LabHostSpec) -> Result<(), LabError> {
         let dir = tempfile::Builder::new()
             .prefix("brick-host-")
-            .tempdir()
+            .tempdir_in(scratch_dir())
             .map_err(|source| LabError::Io {
                 what: "creating a host root".into(),
                 source,
@@ -132,12 +150,11 @@ impl Lab {
             return Err(LabError::Duplicate { kind: "host", name });
         }
         let id = lock(&self.world).add_host(spec.sim);
-        let port = SimHost::new(self.world.clone(), id, root.path()).map_err(|source| {
-            LabError::Io {
+        let port =
+            SimHost::new(self.world.clone(), id, root.path()).map_err(|source| LabError::Io {
                 what: format!("materializing host `{name}`"),
                 source,
-            }
-        })?;
+            })?;
         let config = ConnectorConfig {
             use_multipath: spec.use_multipath,
             ..ConnectorConfig::default()
@@ -156,7 +173,10 @@ impl Lab {
     pub fn add_array(&mut self, spec: ArraySpec) -> Result<(), LabError> {
         let name = spec.name.clone();
         if self.arrays.contains_key(&name) {
-            return Err(LabError::Duplicate { kind: "array", name });
+            return Err(LabError::Duplicate {
+                kind: "array",
+                name,
+            });
         }
         let id = lock(&self.world).add_array(spec);
         self.arrays.insert(name, id);
@@ -205,7 +225,12 @@ impl Lab {
     }
 
     /// Creates volume `name` on `array`.
-    pub fn create_volume(&mut self, name: &str, array: &str, size_bytes: u64) -> Result<(), LabError> {
+    pub fn create_volume(
+        &mut self,
+        name: &str,
+        array: &str,
+        size_bytes: u64,
+    ) -> Result<(), LabError> {
         if self.volumes.contains_key(name) {
             return Err(LabError::Duplicate {
                 kind: "volume",
@@ -268,7 +293,9 @@ impl Lab {
     /// Attaches `volume` on `host` with the real connector and records the attachment.
     pub fn attach(&mut self, volume: &str, host: &str) -> Result<DeviceInfo, LabError> {
         let props = self.props(volume, host)?;
-        let device = self.connector(host, props.protocol())?.connect_volume(&props)?;
+        let device = self
+            .connector(host, props.protocol())?
+            .connect_volume(&props)?;
         self.attached.insert(
             (host.to_owned(), volume.to_owned()),
             Attachment {
@@ -296,8 +323,13 @@ impl Lab {
             Some(a) => (a.props.clone(), Some(a.device.clone())),
             None => (self.props(volume, host)?, None),
         };
-        let info = if with_device_info { device.as_ref() } else { None };
-        let result = self.connector(host, props.protocol())?
+        let info = if with_device_info {
+            device.as_ref()
+        } else {
+            None
+        };
+        let result = self
+            .connector(host, props.protocol())?
             .disconnect_volume(&props, info, opts);
         if result.is_ok() || opts.force {
             self.attached.remove(&key);
@@ -312,7 +344,9 @@ impl Lab {
             Some(a) => a.props.clone(),
             None => self.props(volume, host)?,
         };
-        Ok(self.connector(host, props.protocol())?.get_volume_paths(&props)?)
+        Ok(self
+            .connector(host, props.protocol())?
+            .get_volume_paths(&props)?)
     }
 
     /// The attachments the lab believes exist.
@@ -363,6 +397,9 @@ impl Lab {
     }
 
     pub(crate) fn volumes_by_id(&self) -> BTreeMap<VolumeId, String> {
-        self.volumes.iter().map(|(n, id)| (*id, n.clone())).collect()
+        self.volumes
+            .iter()
+            .map(|(n, id)| (*id, n.clone()))
+            .collect()
     }
 }

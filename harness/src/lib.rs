@@ -7,11 +7,13 @@
 //! It is the only library that knows both the connectors and the simulator; it keeps them
 //! apart everywhere else. It knows nothing of scenario files or of the CLI.
 
+pub mod agent;
 pub mod checks;
 pub mod error;
 pub mod lab;
 pub mod report;
 pub mod simhost;
+pub mod verify;
 
 pub use checks::{PropertyKind, Violation};
 pub use error::LabError;

@@ -96,7 +96,13 @@ mod tests {
         std::os::unix::fs::symlink("../../sda", root.join("sys/block/sda")).unwrap();
         let text = listing(root);
         assert!(text.contains("/sys/block/size\tf\t0644\t65536\n"), "{text}");
-        assert!(text.contains("/sys/block/delete\tf\t0200\t<write-only>\n"), "{text}");
-        assert!(text.contains("/sys/block/sda\tl\t0777\t../../sda\n"), "{text}");
+        assert!(
+            text.contains("/sys/block/delete\tf\t0200\t<write-only>\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("/sys/block/sda\tl\t0777\t../../sda\n"),
+            "{text}"
+        );
     }
 }

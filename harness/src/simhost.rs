@@ -17,7 +17,9 @@ pub type SharedWorld = Arc<Mutex<World>>;
 /// Locks the world, recovering from a poisoned lock (a panicking test must not hide the
 /// state from the failure report).
 pub fn lock(world: &SharedWorld) -> MutexGuard<'_, World> {
-    world.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    world
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// One simulated host, seen through the [`Host`] port.
@@ -31,7 +33,11 @@ pub struct SimHost {
 
 impl SimHost {
     /// A port for `host` of `world`, materialized under `root` (which must exist).
-    pub fn new(world: SharedWorld, host: HostId, root: impl Into<PathBuf>) -> std::io::Result<Self> {
+    pub fn new(
+        world: SharedWorld,
+        host: HostId,
+        root: impl Into<PathBuf>,
+    ) -> std::io::Result<Self> {
         let this = Self {
             world,
             host,
@@ -118,7 +124,11 @@ impl Host for SimHost {
         let out = lock(&self.world).exec(self.host, &cmd.argv(), cmd.stdin.as_deref());
         self.sync_logged();
         tracing::debug!(cmd = %cmd, status = out.status, "sim run");
-        let stdin = cmd.stdin.as_deref().map(|s| format!(" <<< {s:?}")).unwrap_or_default();
+        let stdin = cmd
+            .stdin
+            .as_deref()
+            .map(|s| format!(" <<< {s:?}"))
+            .unwrap_or_default();
         self.note(format!("run {cmd}{stdin} -> exit {}", out.status));
         Ok(CmdOutput {
             status: out.status,

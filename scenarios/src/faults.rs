@@ -4,9 +4,18 @@ use brick_harness::Lab;
 
 /// The fault names a scenario may use, with what each does.
 pub const FAULTS: &[(&str, &str)] = &[
-    ("flush-fails", "every `multipath -f` fails with \"map in use\" until cleared"),
-    ("delete-busy", "writes to /sys/block/sdX/device/delete fail with EBUSY until cleared"),
-    ("udev-lost", "udev drops its events: links are neither created nor removed"),
+    (
+        "flush-fails",
+        "every `multipath -f` fails with \"map in use\" until cleared",
+    ),
+    (
+        "delete-busy",
+        "writes to /sys/block/sdX/device/delete fail with EBUSY until cleared",
+    ),
+    (
+        "udev-lost",
+        "udev drops its events: links are neither created nor removed",
+    ),
     ("udev-late", "udev events take 30 s longer to be processed"),
     ("path-down", "the host's first portal becomes unreachable"),
 ];

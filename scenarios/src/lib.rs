@@ -80,7 +80,9 @@ pub fn validate(scn: &Scenario) -> Result<(), ScenarioError> {
         message,
     };
     if scn.hosts.is_empty() || scn.arrays.is_empty() {
-        return Err(invalid("a scenario needs at least one [[host]] and one [[array]]".into()));
+        return Err(invalid(
+            "a scenario needs at least one [[host]] and one [[array]]".into(),
+        ));
     }
     if scn.protocol != "iscsi" {
         return Err(invalid(format!(
@@ -92,7 +94,9 @@ pub fn validate(scn: &Scenario) -> Result<(), ScenarioError> {
         let at = |m: String| invalid(format!("step {}: {m}", i + 1));
         use schema::Action as A;
         if !matches!(step.action, A::Settle | A::ClearFaults | A::Fault) && step.volume.is_none() {
-            return Err(at(format!("`{:?}` needs `volume`", step.action).to_lowercase()));
+            return Err(at(
+                format!("`{:?}` needs `volume`", step.action).to_lowercase()
+            ));
         }
         if let Some(h) = &step.host {
             if !scn.hosts.iter().any(|d| &d.name == h) {
@@ -108,7 +112,10 @@ pub fn validate(scn: &Scenario) -> Result<(), ScenarioError> {
             let name = step.fault.as_deref().unwrap_or_default();
             if !faults::FAULTS.iter().any(|(n, _)| *n == name) {
                 let known: Vec<&str> = faults::FAULTS.iter().map(|(n, _)| *n).collect();
-                return Err(at(format!("unknown fault `{name}`; known: {}", known.join(", "))));
+                return Err(at(format!(
+                    "unknown fault `{name}`; known: {}",
+                    known.join(", ")
+                )));
             }
         }
         for v in &step.expect.violations {
@@ -127,9 +134,9 @@ pub(crate) fn volume_wwid(lab: &Lab, name: &str) -> Result<String, String> {
     let id = lab.volume_id(name).map_err(|e| e.to_string())?;
     let world = brick_harness::simhost::lock(lab.world());
     world
-        .volume(id)
+        .volume_record(id)
         .map(|v| v.wwid.clone())
-        .ok_or_else(|| format!("volume {name} no longer exists on its array"))
+        .ok_or_else(|| format!("volume {name} is unknown to the simulator"))
 }
 
 pub(crate) fn sim_fault(lab: &Lab, name: &str, host: &str) -> Result<Fault, String> {

@@ -118,7 +118,7 @@ pub fn build_lab(scn: &Scenario, roots: Option<&Path>) -> Result<Lab, ScenarioEr
                 prefix: a
                     .iqn_name
                     .clone()
-                    .unwrap_or_else(|| format!("iqn.2010-10.org.openstack:{}", a.name)),
+                    .unwrap_or_else(|| "iqn.2010-10.org.openstack:volume-".to_owned()),
             },
             IqnStyle::Shared => IqnMode::Shared {
                 iqn: a
@@ -151,7 +151,20 @@ pub fn run(scn: &Scenario, roots: Option<&Path>) -> Result<(Outcome, Lab), Scena
     for (i, step) in scn.steps.iter().enumerate() {
         let index = i + 1;
         let (summary, result) = run_step(scn, &mut lab, step);
-        let violations = lab.check();
+        // Properties hold for the settled host: udev and multipathd have processed every event
+        // (`udevadm settle`). A lost event is a fault, and what it leaves behind still shows.
+        let violations = match lab.settle() {
+            Ok(()) => lab.check(),
+            Err(err) => {
+                outcome.steps.push(StepRecord {
+                    index,
+                    summary,
+                    result: format!("error: settling the simulator failed: {err}"),
+                    violations: Vec::new(),
+                });
+                return Err(err.into());
+            }
+        };
         let record = StepRecord {
             index,
             summary,
@@ -214,7 +227,9 @@ fn run_step(scn: &Scenario, lab: &mut Lab, step: &Step) -> (String, Result<Strin
             let size = step.size_mib.unwrap_or(1024).saturating_mul(1 << 20);
             (
                 format!("create {vol} on {array}"),
-                lab.create_volume(vol, array, size).map(|()| "ok".into()).map_err(err),
+                lab.create_volume(vol, array, size)
+                    .map(|()| "ok".into())
+                    .map_err(err),
             )
         }
         Action::Map => (
@@ -248,7 +263,11 @@ fn run_step(scn: &Scenario, lab: &mut Lab, step: &Step) -> (String, Result<Strin
                 format!(
                     "detach {vol} from {host}{}{}{}",
                     if step.force { " force" } else { "" },
-                    if step.ignore_errors { " ignore_errors" } else { "" },
+                    if step.ignore_errors {
+                        " ignore_errors"
+                    } else {
+                        ""
+                    },
                     if info { "" } else { " without device info" }
                 ),
                 lab.detach(vol, host, opts, info)
@@ -305,7 +324,9 @@ fn judge(
     match (&step.expect.error, result) {
         (None, Err(e)) => return Err(format!("the step failed unexpectedly: {e}")),
         (Some(want), Ok(got)) => {
-            return Err(format!("expected an error containing {want:?}, but the step succeeded: {got}"));
+            return Err(format!(
+                "expected an error containing {want:?}, but the step succeeded: {got}"
+            ));
         }
         (Some(want), Err(e)) if !e.contains(want.as_str()) => {
             return Err(format!("expected an error containing {want:?}, got: {e}"));
@@ -318,7 +339,11 @@ fn judge(
         let list: Vec<String> = violations.iter().map(ToString::to_string).collect();
         return Err(format!(
             "expected broken properties {want:?}, found {got:?}:\n    {}",
-            if list.is_empty() { "(none)".to_owned() } else { list.join("\n    ") }
+            if list.is_empty() {
+                "(none)".to_owned()
+            } else {
+                list.join("\n    ")
+            }
         ));
     }
     if step.action == Action::Paths {
@@ -327,7 +352,10 @@ fn judge(
         let paths = lab.volume_paths(vol, host).map_err(|e| e.to_string())?;
         if let Some(n) = step.expect.paths {
             if paths.paths.len() != n {
-                return Err(format!("expected {n} path(s), the connector reported {}", paths.paths.len()));
+                return Err(format!(
+                    "expected {n} path(s), the connector reported {}",
+                    paths.paths.len()
+                ));
             }
         }
         if let Some(owner) = &step.expect.identity {
@@ -370,7 +398,14 @@ fn judge(
 pub fn volumes_json(lab: &Lab) -> serde_json::Value {
     let mut list = Vec::new();
     for name in lab.volume_names() {
-        let wwid = crate::volume_wwid(lab, &name).ok();
+        let (wwid, exists) = {
+            let world = brick_harness::simhost::lock(lab.world());
+            let id = lab.volume_id(&name).ok();
+            (
+                id.and_then(|id| world.volume_record(id).map(|v| v.wwid.clone())),
+                id.is_some_and(|id| world.volume(id).is_some()),
+            )
+        };
         let mut props = serde_json::Map::new();
         for host in lab.host_names() {
             if let Ok(p) = lab.props_json(&name, &host) {
@@ -386,7 +421,7 @@ pub fn volumes_json(lab: &Lab) -> serde_json::Value {
         list.push(serde_json::json!({
             "name": name,
             "wwid": wwid,
-            "exists": wwid.is_some(),
+            "exists": exists,
             "attached": !attached.is_empty(),
             "attached_to": attached,
             "connection_properties": props,

@@ -11,7 +11,9 @@ fn run_scenario(path: &Path, text: String) -> datatest_stable::Result<()> {
     } else {
         let replay = format!(
             "cargo test -p brick-scenarios --test catalogue -- {}  (or: brick sim materialize {} --out /tmp/{})",
-            path.file_name().map(|f| f.to_string_lossy()).unwrap_or_default(),
+            path.file_name()
+                .map(|f| f.to_string_lossy())
+                .unwrap_or_default(),
             path.display(),
             scn.name
         );

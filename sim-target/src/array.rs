@@ -166,7 +166,11 @@ pub(crate) struct ArrayState {
 
 impl ArrayState {
     pub(crate) fn new(spec: ArraySpec) -> Self {
-        let portals = spec.portals.iter().filter_map(|p| Portal::parse(p)).collect();
+        let portals = spec
+            .portals
+            .iter()
+            .filter_map(|p| Portal::parse(p))
+            .collect();
         let mut this = Self {
             spec,
             portals,
@@ -184,7 +188,13 @@ impl ArrayState {
         if !self.targets.contains_key(iqn) {
             let tid = self.next_tid;
             self.next_tid += 1;
-            self.targets.insert(iqn.to_owned(), Target { luns: BTreeMap::new(), tid });
+            self.targets.insert(
+                iqn.to_owned(),
+                Target {
+                    luns: BTreeMap::new(),
+                    tid,
+                },
+            );
         }
         self.targets.entry(iqn.to_owned()).or_default()
     }
@@ -198,7 +208,11 @@ impl ArrayState {
 
     /// The LUN number the kernel sees for array LUN `lun`.
     pub(crate) fn kernel_lun(&self, lun: u64) -> u64 {
-        if self.spec.flat_addressing { lun + 16384 } else { lun }
+        if self.spec.flat_addressing {
+            lun + 16384
+        } else {
+            lun
+        }
     }
 
     /// The array LUN behind kernel LUN `klun`, if the addressing can express it.
@@ -237,7 +251,9 @@ impl ArrayState {
 
     /// Kernel LUNs a REPORT LUNS from `initiator` on `iqn` lists, ascending.
     pub(crate) fn report_luns(&self, iqn: &str, initiator: &str) -> Vec<u64> {
-        let Some(t) = self.targets.get(iqn) else { return Vec::new() };
+        let Some(t) = self.targets.get(iqn) else {
+            return Vec::new();
+        };
         let mut out: BTreeSet<u64> = t
             .luns
             .keys()
@@ -280,7 +296,9 @@ mod tests {
 
     fn shared(first: u64) -> ArrayState {
         let mut spec = ArraySpec::new("a", vec!["10.0.2.2:3260".into()]);
-        spec.iqn_mode = IqnMode::Shared { iqn: "iqn.x:t".into() };
+        spec.iqn_mode = IqnMode::Shared {
+            iqn: "iqn.x:t".into(),
+        };
         spec.first_lun = first;
         ArrayState::new(spec)
     }
@@ -289,8 +307,12 @@ mod tests {
     fn lun_allocation_is_lowest_free_per_initiator() {
         let mut a = shared(1);
         assert_eq!(a.allocate_lun("iqn.x:t", "i1").ok(), Some(1));
-        a.ensure_target("iqn.x:t").luns.insert(("i1".into(), 1), VolumeId(0));
-        a.ensure_target("iqn.x:t").luns.insert(("i1".into(), 3), VolumeId(1));
+        a.ensure_target("iqn.x:t")
+            .luns
+            .insert(("i1".into(), 1), VolumeId(0));
+        a.ensure_target("iqn.x:t")
+            .luns
+            .insert(("i1".into(), 3), VolumeId(1));
         assert_eq!(a.allocate_lun("iqn.x:t", "i1").ok(), Some(2));
         assert_eq!(a.allocate_lun("iqn.x:t", "i2").ok(), Some(1));
         assert_eq!(shared(0).allocate_lun("iqn.x:t", "i1").ok(), Some(0));

@@ -18,7 +18,7 @@ mod compare;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
-pub use compare::{Mismatch, MismatchKind, Rule, Scope, compare, mismatch_table};
+pub use compare::{Mismatch, MismatchKind, Rule, Scope, compare, glob, mismatch_table};
 
 /// Number of bytes of a binary attribute that `walk` prints in hex.
 pub const HEX_PREFIX_LEN: usize = 96;

@@ -28,18 +28,32 @@ fn scan_field(s: &str, max_len: usize) -> Result<Option<u64>, ()> {
     v.map(Some).map_err(|_| ())
 }
 
+/// Channel, target and LUN of a scan request (`None` = wildcard).
+pub(crate) type ScanRequest = (Option<u64>, Option<u64>, Option<u64>);
+
 /// Parses `C T L` as the kernel's `store_scan` does (`%3s %3s %20s`, exactly three fields).
-pub(crate) fn parse_scan(content: &str) -> Result<(Option<u64>, Option<u64>, Option<u64>), ()> {
+pub(crate) fn parse_scan(content: &str) -> Result<ScanRequest, ()> {
     let fields: Vec<&str> = content.split_whitespace().collect();
-    let [c, t, l] = fields.as_slice() else { return Err(()) };
+    let [c, t, l] = fields.as_slice() else {
+        return Err(());
+    };
     Ok((scan_field(c, 3)?, scan_field(t, 3)?, scan_field(l, 20)?))
 }
 
 impl World {
     /// Writes `content` to a control file of the host's sysfs, as root would.
-    pub fn write_control(&mut self, host: HostId, path: &str, content: &str) -> Result<(), ControlError> {
+    pub fn write_control(
+        &mut self,
+        host: HostId,
+        path: &str,
+        content: &str,
+    ) -> Result<(), ControlError> {
         if !path.starts_with('/') || path.contains('\0') {
-            return Err(ControlError::new(Errno::ENOENT, path, "not an absolute path"));
+            return Err(ControlError::new(
+                Errno::ENOENT,
+                path,
+                "not an absolute path",
+            ));
         }
         let tree = self.tree(host);
         let Some(real) = tree.resolve(path) else {
@@ -47,7 +61,9 @@ impl World {
         };
         let mode = match tree.get(&real) {
             Some(Node::File { mode, .. }) => *mode,
-            Some(Node::Dir { .. }) => return Err(ControlError::new(Errno::EISDIR, path, "is a directory")),
+            Some(Node::Dir { .. }) => {
+                return Err(ControlError::new(Errno::EISDIR, path, "is a directory"));
+            }
             // Writing raw data to a device node: accepted, nothing in the model changes.
             Some(Node::Block { .. }) | Some(Node::Char { .. }) => return Ok(()),
             Some(Node::Link { .. }) | None => {
@@ -55,15 +71,27 @@ impl World {
             }
         };
         if mode & 0o200 == 0 {
-            return Err(ControlError::new(Errno::EACCES, path, "read-only attribute"));
+            return Err(ControlError::new(
+                Errno::EACCES,
+                path,
+                "read-only attribute",
+            ));
         }
         tracing::debug!(%host, path, real = %real, content, "control write");
         let parts: Vec<&str> = real.trim_start_matches('/').split('/').collect();
         match parts.as_slice() {
             ["sys", "devices", "platform", h, "scsi_host", h2, "scan"] if h == h2 => {
-                let host_no: u32 = h.strip_prefix("host").and_then(|n| n.parse().ok()).unwrap_or(u32::MAX);
-                let (c, t, l) = parse_scan(content)
-                    .map_err(|()| ControlError::new(Errno::EINVAL, path, format!("malformed scan request {content:?}")))?;
+                let host_no: u32 = h
+                    .strip_prefix("host")
+                    .and_then(|n| n.parse().ok())
+                    .unwrap_or(u32::MAX);
+                let (c, t, l) = parse_scan(content).map_err(|()| {
+                    ControlError::new(
+                        Errno::EINVAL,
+                        path,
+                        format!("malformed scan request {content:?}"),
+                    )
+                })?;
                 let Some(sid) = self.host_ref(host).kernel.shosts.get(&host_no).copied() else {
                     return Err(ControlError::new(Errno::ENOENT, path, "no such SCSI host"));
                 };
@@ -74,10 +102,18 @@ impl World {
                 Ok(())
             }
             ["sys", "devices", "platform", _, _, _, hctl, "delete"] => {
-                let hctl = Hctl::parse(hctl).ok_or_else(|| ControlError::new(Errno::ENOENT, path, "no such device"))?;
-                let name = self.host_ref(host).kernel.devices.get(&hctl).and_then(|d| d.sd_name());
+                let hctl = Hctl::parse(hctl)
+                    .ok_or_else(|| ControlError::new(Errno::ENOENT, path, "no such device"))?;
+                let name = self
+                    .host_ref(host)
+                    .kernel
+                    .devices
+                    .get(&hctl)
+                    .and_then(|d| d.sd_name());
                 let busy = self.faults.fire(|f| match f {
-                    Fault::DeviceDeleteBusy { host: h, device, .. } => {
+                    Fault::DeviceDeleteBusy {
+                        host: h, device, ..
+                    } => {
                         *h == host
                             && device
                                 .as_deref()
@@ -92,16 +128,29 @@ impl World {
                 Ok(())
             }
             ["sys", "devices", "platform", _, _, _, hctl, "rescan"] => {
-                let hctl = Hctl::parse(hctl).ok_or_else(|| ControlError::new(Errno::ENOENT, path, "no such device"))?;
+                let hctl = Hctl::parse(hctl)
+                    .ok_or_else(|| ControlError::new(Errno::ENOENT, path, "no such device"))?;
                 self.rescan_device(host, hctl);
                 Ok(())
             }
-            ["sys", "devices", "platform", _, sess, "iscsi_session", _, "recovery_tmo"] => {
+            [
+                "sys",
+                "devices",
+                "platform",
+                _,
+                sess,
+                "iscsi_session",
+                _,
+                "recovery_tmo",
+            ] => {
                 let v: u32 = content
                     .trim()
                     .parse()
                     .map_err(|_| ControlError::new(Errno::EINVAL, path, "not a number"))?;
-                let sid: u32 = sess.strip_prefix("session").and_then(|n| n.parse().ok()).unwrap_or(u32::MAX);
+                let sid: u32 = sess
+                    .strip_prefix("session")
+                    .and_then(|n| n.parse().ok())
+                    .unwrap_or(u32::MAX);
                 if let Some(s) = self.host_mut(host).kernel.sessions.get_mut(&sid) {
                     s.recovery_tmo = v;
                 }

@@ -101,7 +101,8 @@ pub enum Fault {
 }
 
 impl Fault {
-    pub(crate) fn host(&self) -> HostId {
+    /// The host the fault applies to.
+    pub fn host(&self) -> HostId {
         match self {
             Fault::MultipathFlushFails { host, .. }
             | Fault::MapOpen { host, .. }
@@ -187,12 +188,18 @@ mod tests {
     fn counted_faults_disarm() {
         let mut f = Faults::default();
         let h = HostId(0);
-        f.inject(Fault::BlockdevFlushFails { host: h, times: Times::Count(2) });
+        f.inject(Fault::BlockdevFlushFails {
+            host: h,
+            times: Times::Count(2),
+        });
         let is = |x: &Fault| matches!(x, Fault::BlockdevFlushFails { .. });
         assert!(f.fire(is));
         assert!(f.fire(is));
         assert!(!f.fire(is));
-        f.inject(Fault::BlockdevFlushFails { host: h, times: Times::Always });
+        f.inject(Fault::BlockdevFlushFails {
+            host: h,
+            times: Times::Always,
+        });
         for _ in 0..5 {
             assert!(f.fire(is));
         }

@@ -63,7 +63,10 @@ impl World {
             return alias.clone();
         }
         let used: BTreeSet<&str> = h.mpd.bindings.iter().map(|(a, _)| a.as_str()).collect();
-        let alias = (0..).map(mpath_alias).find(|a| !used.contains(a.as_str())).unwrap_or_default();
+        let alias = (0..)
+            .map(mpath_alias)
+            .find(|a| !used.contains(a.as_str()))
+            .unwrap_or_default();
         h.mpd.bindings.push((alias.clone(), wwid.to_owned()));
         alias
     }
@@ -85,7 +88,14 @@ impl World {
             _ => None,
         });
         if extra > Duration::ZERO {
-            self.schedule(host, extra, Event::MpdRemove { host, dev: dev.to_owned() });
+            self.schedule(
+                host,
+                extra,
+                Event::MpdRemove {
+                    host,
+                    dev: dev.to_owned(),
+                },
+            );
         } else {
             self.mpd_remove_path(host, dev);
         }
@@ -100,7 +110,9 @@ impl World {
         };
         let wwid = d.identity.udev_wwid();
         let h = self.host_mut(host);
-        h.mpd.paths.insert(dev.to_owned(), MpPath { wwid: wwid.clone() });
+        h.mpd
+            .paths
+            .insert(dev.to_owned(), MpPath { wwid: wwid.clone() });
         let qualifies = !h.spec.find_multipaths_strict || h.mpd.wwids.contains(&wwid) || forced;
         if !qualifies {
             return true;
@@ -108,13 +120,18 @@ impl World {
         if !h.spec.find_multipaths_strict {
             h.mpd.wwids.insert(wwid.clone());
         }
-        let existing = h.kernel.dms.values().find(|m| m.wwid == wwid).map(|m| m.minor);
+        let existing = h
+            .kernel
+            .dms
+            .values()
+            .find(|m| m.wwid == wwid)
+            .map(|m| m.minor);
         match existing {
             Some(minor) => {
-                if let Some(m) = h.kernel.dms.get_mut(&minor) {
-                    if !m.paths.iter().any(|p| p == dev) {
-                        m.paths.push(dev.to_owned());
-                    }
+                if let Some(m) = h.kernel.dms.get_mut(&minor)
+                    && !m.paths.iter().any(|p| p == dev)
+                {
+                    m.paths.push(dev.to_owned());
                 }
                 if let Some(s) = h.kernel.sessions.get_mut(&d.sid) {
                     s.recovery_tmo = 5;
@@ -170,7 +187,10 @@ impl World {
 
     /// Finds a map by name, wwid, `dm-N`, `/dev/dm-N` or `/dev/mapper/<name>`.
     pub(crate) fn find_map(&self, host: HostId, key: &str) -> Option<u32> {
-        let key = key.strip_prefix("/dev/mapper/").or_else(|| key.strip_prefix("/dev/")).unwrap_or(key);
+        let key = key
+            .strip_prefix("/dev/mapper/")
+            .or_else(|| key.strip_prefix("/dev/"))
+            .unwrap_or(key);
         let k = &self.host_ref(host).kernel;
         k.dms
             .values()
@@ -181,11 +201,19 @@ impl World {
     /// Flushes (removes) a map: `multipath -f` or `multipathd del map`.
     pub(crate) fn flush_map(&mut self, host: HostId, key: &str) -> Result<(), FlushError> {
         let minor = self.find_map(host, key).ok_or(FlushError::NoSuchMap)?;
-        let name = self.host_ref(host).kernel.dms.get(&minor).map(|m| m.name.clone()).unwrap_or_default();
+        let name = self
+            .host_ref(host)
+            .kernel
+            .dms
+            .get(&minor)
+            .map(|m| m.name.clone())
+            .unwrap_or_default();
         if self.map_open(host, &name) {
             return Err(FlushError::InUse);
         }
-        let fired = self.faults.fire(|f| matches!(f, Fault::MultipathFlushFails { host: h, .. } if *h == host));
+        let fired = self
+            .faults
+            .fire(|f| matches!(f, Fault::MultipathFlushFails { host: h, .. } if *h == host));
         if fired {
             return Err(FlushError::InUse);
         }

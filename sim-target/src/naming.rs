@@ -23,17 +23,29 @@ impl Portal {
                 None if after.is_empty() => 3260,
                 None => return None,
             };
-            return (!ip.is_empty()).then(|| Self { ip: ip.to_owned(), port });
+            return (!ip.is_empty()).then(|| Self {
+                ip: ip.to_owned(),
+                port,
+            });
         }
         match s.matches(':').count() {
-            0 => Some(Self { ip: s.to_owned(), port: 3260 }),
+            0 => Some(Self {
+                ip: s.to_owned(),
+                port: 3260,
+            }),
             1 => {
                 let (ip, port) = s.split_once(':')?;
                 (!ip.is_empty()).then_some(())?;
-                Some(Self { ip: ip.to_owned(), port: port.parse().ok()? })
+                Some(Self {
+                    ip: ip.to_owned(),
+                    port: port.parse().ok()?,
+                })
             }
             // A bare IPv6 address without brackets.
-            _ => Some(Self { ip: s.to_owned(), port: 3260 }),
+            _ => Some(Self {
+                ip: s.to_owned(),
+                port: 3260,
+            }),
         }
     }
 
@@ -69,7 +81,11 @@ pub(crate) struct Hctl {
 
 impl fmt::Display for Hctl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}:{}:{}", self.host, self.channel, self.target, self.lun)
+        write!(
+            f,
+            "{}:{}:{}:{}",
+            self.host, self.channel, self.target, self.lun
+        )
     }
 }
 
@@ -80,7 +96,12 @@ impl Hctl {
         let c = it.next()?.parse().ok()?;
         let t = it.next()?.parse().ok()?;
         let l = it.next()?.parse().ok()?;
-        it.next().is_none().then_some(Self { host: h, channel: c, target: t, lun: l })
+        it.next().is_none().then_some(Self {
+            host: h,
+            channel: c,
+            target: t,
+            lun: l,
+        })
     }
 }
 
@@ -99,6 +120,7 @@ pub(crate) fn sd_name(index: u32) -> String {
 }
 
 /// Inverse of [`sd_name`].
+#[cfg(test)]
 pub(crate) fn sd_index(name: &str) -> Option<u32> {
     let letters = name.strip_prefix("sd")?;
     if letters.is_empty() || letters.len() > 4 || !letters.bytes().all(|b| b.is_ascii_lowercase()) {
@@ -132,13 +154,23 @@ pub(crate) fn path_id_lun(lun: u64) -> String {
     if lun < 256 {
         format!("lun-{lun}")
     } else {
-        format!("lun-0x{:04x}{:04x}00000000", lun & 0xffff, (lun >> 16) & 0xffff)
+        format!(
+            "lun-0x{:04x}{:04x}00000000",
+            lun & 0xffff,
+            (lun >> 16) & 0xffff
+        )
     }
 }
 
 /// `/dev/disk/by-path` name of an iSCSI disk (brackets never appear: udev drops them).
 pub(crate) fn by_path_name(portal: &Portal, iqn: &str, lun: u64) -> String {
-    format!("ip-{}:{}-iscsi-{}-{}", portal.ip, portal.port, iqn, path_id_lun(lun))
+    format!(
+        "ip-{}:{}-iscsi-{}-{}",
+        portal.ip,
+        portal.port,
+        iqn,
+        path_id_lun(lun)
+    )
 }
 
 /// udev's `ID_SERIAL`-style string cleanup: trim, spaces to `_`, drop unsafe bytes.

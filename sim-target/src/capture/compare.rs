@@ -129,7 +129,8 @@ impl Scope {
     /// (`/sys/devices/platform/host*`, `/sys/devices/virtual/block/dm-*`,
     /// `/sys/devices/virtual/iscsi_transport`), and of `/dev` (`sd*`, `sg*`, `dm-*`, `bsg/`,
     /// `mapper/`, `disk/`, `block/`). Left out, each with its reason: what `walk` did not
-    /// descend into, binary INQUIRY/VPD pages, the capture guest's own `vda` and loop devices.
+    /// descend into, the VPD pages that hold ids in binary (0x80, 0x83), the capture guest's
+    /// own `vda` and loop devices.
     /// Content not compared: counters, ports, pids and pointers that differ on every run.
     pub fn iscsi_multipath() -> Self {
         let mut s = Self::new();
@@ -149,13 +150,37 @@ impl Scope {
         s.include("/sys/block", ALL, "block devices, read by os-brick")
             .include("/sys/block/*", ALL, "block devices, read by os-brick")
             .include("/sys/bus/scsi/devices", ALL, "SCSI bus view")
-            .include("/sys/bus/scsi/devices/*", ALL, "SCSI bus view: hosts, targets, LUNs")
+            .include(
+                "/sys/bus/scsi/devices/*",
+                ALL,
+                "SCSI bus view: hosts, targets, LUNs",
+            )
             .include("/sys/devices/platform/host*", ALL, "iSCSI host device")
-            .include("/sys/devices/platform/host*/**", ALL, "sessions, connections, targets, LUNs, disks")
-            .include("/sys/devices/virtual/block/dm-*", ALL, "multipath map device")
-            .include("/sys/devices/virtual/block/dm-*/**", ALL, "dm-N attributes, dm/name, slaves")
-            .include("/sys/devices/virtual/iscsi_transport", ALL, "transport class device")
-            .include("/sys/devices/virtual/iscsi_transport/**", ALL, "transport class device")
+            .include(
+                "/sys/devices/platform/host*/**",
+                ALL,
+                "sessions, connections, targets, LUNs, disks",
+            )
+            .include(
+                "/sys/devices/virtual/block/dm-*",
+                ALL,
+                "multipath map device",
+            )
+            .include(
+                "/sys/devices/virtual/block/dm-*/**",
+                ALL,
+                "dm-N attributes, dm/name, slaves",
+            )
+            .include(
+                "/sys/devices/virtual/iscsi_transport",
+                ALL,
+                "transport class device",
+            )
+            .include(
+                "/sys/devices/virtual/iscsi_transport/**",
+                ALL,
+                "transport class device",
+            )
             .include("/dev/sd*", ALL, "SCSI disk nodes")
             .include("/dev/sg*", ALL, "SCSI generic nodes")
             .include("/dev/dm-*", ALL, "dm nodes")
@@ -164,34 +189,100 @@ impl Scope {
             .include("/dev/mapper", ALL, "multipath maps")
             .include("/dev/mapper/*", ALL, "multipath maps")
             .include("/dev/disk", ALL, "udev links")
-            .include("/dev/disk/*", ALL, "udev link dirs: an extra by-* dir is a mismatch")
-            .include("/dev/disk/by-path/*", ALL, "os-brick waits for by-path links")
-            .include("/dev/disk/by-id/*", ALL, "os-brick reads scsi-* links for the WWN")
+            .include(
+                "/dev/disk/*",
+                ALL,
+                "udev link dirs: an extra by-* dir is a mismatch",
+            )
+            .include(
+                "/dev/disk/by-path/*",
+                ALL,
+                "os-brick waits for by-path links",
+            )
+            .include(
+                "/dev/disk/by-id/*",
+                ALL,
+                "os-brick reads scsi-* links for the WWN",
+            )
             .include("/dev/disk/by-diskseq/*", ALL, "udev links")
             .include("/dev/block/*", ALL, "dev_t links")
             // Not compared at all.
-            .exclude("**/power/**", "walk lists power/ but does not descend into it")
-            .exclude("**/trace/**", "walk lists trace/ but does not descend into it")
+            .exclude(
+                "**/power/**",
+                "walk lists power/ but does not descend into it",
+            )
+            .exclude(
+                "**/trace/**",
+                "walk lists trace/ but does not descend into it",
+            )
             .exclude("**/mq/**", "walk lists mq/ but does not descend into it")
-            .exclude("**/iosched/**", "walk lists iosched/ but does not descend into it")
-            .exclude("**/vpd_pg*", "binary VPD pages: read only by scsi_id/sg_inq, whose results (wwid, by-id links) are compared")
-            .exclude("**/inquiry", "binary INQUIRY data: same reason as the VPD pages")
-            .exclude("/sys/block/vda", "the capture guest's virtio disk (carries the results out)")
+            .exclude(
+                "**/iosched/**",
+                "walk lists iosched/ but does not descend into it",
+            )
+            .exclude(
+                "**/vpd_pg80",
+                "binary, holds the serial: compared through the scsi-S by-id link instead",
+            )
+            .exclude(
+                "**/vpd_pg83",
+                "binary, holds the NAA ids: compared through wwid and the by-id links instead",
+            )
+            .exclude(
+                "/sys/block/vda",
+                "the capture guest's virtio disk (carries the results out)",
+            )
             .exclude("/sys/class/block/vda", "the capture guest's virtio disk")
-            .exclude("/dev/disk/by-path/pci-0000:00:04.0", "the capture guest's virtio disk")
-            .exclude("/dev/disk/by-path/virtio-pci-0000:00:04.0", "the capture guest's virtio disk")
-            .exclude("/dev/disk/by-diskseq/@vda", "the capture guest's virtio disk")
-            .exclude("/dev/block/254:*", "the capture guest's virtio disk (virtio-blk major 254)")
-            .exclude("/sys/block/loop*", "loop devices back the nvmet namespace only")
-            .exclude("/sys/class/block/loop*", "loop devices back the nvmet namespace only")
+            .exclude(
+                "/dev/disk/by-path/pci-0000:00:04.0",
+                "the capture guest's virtio disk",
+            )
+            .exclude(
+                "/dev/disk/by-path/virtio-pci-0000:00:04.0",
+                "the capture guest's virtio disk",
+            )
+            .exclude(
+                "/dev/disk/by-diskseq/@vda",
+                "the capture guest's virtio disk",
+            )
+            .exclude(
+                "/dev/block/254:*",
+                "the capture guest's virtio disk (virtio-blk major 254)",
+            )
+            .exclude(
+                "/sys/block/loop*",
+                "loop devices back the nvmet namespace only",
+            )
+            .exclude(
+                "/sys/class/block/loop*",
+                "loop devices back the nvmet namespace only",
+            )
             // Compared for presence and mode, not content.
-            .volatile("**/diskseq", "counts every disk since boot; the guest's vda took 1")
-            .volatile("**/iscsi_connection/*/exp_statsn", "iSCSI StatSN: grows with every PDU")
-            .volatile("**/iscsi_connection/*/local_port", "ephemeral TCP source port")
-            .volatile("**/iscsi_session/*/creator", "pid of the iscsid that created the session")
+            .volatile(
+                "**/diskseq",
+                "counts every disk since boot; the guest's vda took 1",
+            )
+            .volatile(
+                "**/iscsi_connection/*/exp_statsn",
+                "iSCSI StatSN: grows with every PDU",
+            )
+            .volatile(
+                "**/iscsi_connection/*/local_port",
+                "ephemeral TCP source port",
+            )
+            .volatile(
+                "**/iscsi_session/*/creator",
+                "pid of the iscsid that created the session",
+            )
             .volatile("**/stat", "I/O counters")
-            .volatile("**/io*_cnt", "I/O counters (iodone, ioerr, iorequest, iotmo)")
-            .volatile("/sys/devices/virtual/iscsi_transport/tcp/handle", "kernel pointer of the transport")
+            .volatile(
+                "**/io*_cnt",
+                "I/O counters (iodone, ioerr, iorequest, iotmo)",
+            )
+            .volatile(
+                "/sys/devices/virtual/iscsi_transport/tcp/handle",
+                "kernel pointer of the transport",
+            )
     }
 
     /// Whether an entry of type `kind` at the normalised `path` is compared.
@@ -323,6 +414,12 @@ fn mask_diskseq(bytes: &[u8]) -> Vec<u8> {
         out.push_str(nl);
     }
     out.into_bytes()
+}
+
+/// Whether `path` matches `pattern`: `*` matches within one path component, `**` across
+/// components, `?` one character other than `/`; everything else is literal.
+pub fn glob(pattern: &str, path: &str) -> bool {
+    glob_match(pattern.as_bytes(), path.as_bytes())
 }
 
 /// `*` within a component, `**` across, `?` one non-`/` byte.
@@ -511,8 +608,8 @@ fn summary(e: &Entry) -> String {
 /// Compares the simulated tree with the real one, within `scope`.
 ///
 /// Returns every difference at a path the scope covers on either side, sorted by path.
-/// A real directory the simulator lacks is not reported when nothing inside it is in scope
-/// (for example `/dev/disk/by-path`, kept alive in the capture guest only by `vda`'s links).
+/// A real directory the simulator lacks is not reported when nothing inside it is in scope but
+/// directories (for example `/dev/disk`, kept alive in the capture guest only by `vda`'s links).
 /// A real file whose read failed (`<err-read: ...>`) is compared for presence and mode only: a
 /// [`Tree`] cannot express a failing read.
 pub fn compare(real: &CaptureTree, sim: &Tree, scope: &Scope) -> Vec<Mismatch> {
@@ -538,7 +635,7 @@ pub fn compare(real: &CaptureTree, sim: &Tree, scope: &Scope) -> Vec<Mismatch> {
             (Some(r), None) => {
                 let kept_alive_by_others = matches!(r, Entry::Dir { .. })
                     && has_children(&real_map, path)
-                    && !has_covered_child(&real_map, path, scope);
+                    && !has_covered_leaf(&real_map, path, scope);
                 (!kept_alive_by_others).then(|| MismatchKind::MissingInSim { real: summary(r) })
             }
             (None, Some(s)) => Some(MismatchKind::ExtraInSim { sim: summary(s) }),
@@ -555,12 +652,16 @@ pub fn compare(real: &CaptureTree, sim: &Tree, scope: &Scope) -> Vec<Mismatch> {
     out
 }
 
-/// Whether `dir` has at least one descendant in the map that the scope covers.
-fn has_covered_child(map: &BTreeMap<String, Entry>, dir: &str, scope: &Scope) -> bool {
+/// Whether `dir` has a descendant that the scope covers and that is a leaf: not a directory, or
+/// an empty directory. A directory without one exists only for entries out of scope.
+fn has_covered_leaf(map: &BTreeMap<String, Entry>, dir: &str, scope: &Scope) -> bool {
     let prefix = format!("{dir}/");
     map.range(prefix.clone()..)
         .take_while(|(p, _)| p.starts_with(&prefix))
-        .any(|(p, e)| scope.covers(p, e.type_letter()))
+        .any(|(p, e)| {
+            scope.covers(p, e.type_letter())
+                && (!matches!(e, Entry::Dir { .. }) || !has_children(map, p))
+        })
 }
 
 /// Whether `dir` has any descendant in the map.
@@ -642,6 +743,20 @@ mod tests {
         ));
         assert!(glob_match(b"/dev/sd?", b"/dev/sda"));
         assert!(!glob_match(b"/dev/sd?", b"/dev/sdaa"));
+    }
+
+    #[test]
+    fn scope_describes_every_rule_with_its_reason() {
+        let text = Scope::iscsi_multipath().describe();
+        assert!(text.contains("must match:\n"), "{text}");
+        assert!(
+            text.contains("[dlfbc] **/vpd_pg83  (binary, holds the NAA ids"),
+            "{text}"
+        );
+        assert!(
+            text.contains("content not compared:\n  [f] **/diskseq"),
+            "{text}"
+        );
     }
 
     #[test]

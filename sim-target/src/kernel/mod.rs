@@ -20,7 +20,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use crate::array::{Identity, Probe};
 use crate::ids::{ArrayId, HostId};
-use crate::naming::{Hctl, Portal, sd_devt, sd_name};
+use crate::naming::{Hctl, Portal, sd_name};
 use crate::udev::Action as UdevAction;
 use crate::world::World;
 
@@ -118,7 +118,9 @@ fn lowest_free(used: impl Iterator<Item = u32>) -> u32 {
 
 impl Kernel {
     pub(crate) fn disk_by_name(&self, name: &str) -> Option<&ScsiDev> {
-        self.devices.values().find(|d| d.sd_name().as_deref() == Some(name))
+        self.devices
+            .values()
+            .find(|d| d.sd_name().as_deref() == Some(name))
     }
 
     pub(crate) fn dm_by_name(&self, name: &str) -> Option<&DmMap> {
@@ -139,19 +141,12 @@ impl Kernel {
         self.disk_by_name(name).is_some() || self.dm_by_name(name).is_some()
     }
 
-    /// `(major, minor)` of a block device.
-    pub(crate) fn block_devt(&self, name: &str) -> Option<(u32, u32)> {
-        if let Some(d) = self.disk_by_name(name) {
-            if let DevKind::Disk { sd } = d.kind {
-                return Some(sd_devt(sd));
-            }
-        }
-        self.dm_by_name(name).map(|m| (DM_MAJOR, m.minor))
-    }
-
     /// The dm maps holding `sd`.
     pub(crate) fn holders(&self, sd: &str) -> Vec<&DmMap> {
-        self.dms.values().filter(|m| m.paths.iter().any(|p| p == sd)).collect()
+        self.dms
+            .values()
+            .filter(|m| m.paths.iter().any(|p| p == sd))
+            .collect()
     }
 }
 
@@ -196,7 +191,9 @@ impl World {
         if self.portal_down(host, portal) || !self.arrays.iter().any(|a| a.has_portal(portal)) {
             return Err(LoginError::Unreachable);
         }
-        let array = self.find_target(portal, iqn).ok_or(LoginError::TargetNotFound)?;
+        let array = self
+            .find_target(portal, iqn)
+            .ok_or(LoginError::TargetNotFound)?;
         let initiator = self.host_ref(host).spec.initiator_iqn.clone();
         let a = self.array_ref(array);
         let allowed = a
@@ -245,8 +242,12 @@ impl World {
         for hctl in hctls {
             self.remove_scsi_device(host, hctl);
         }
-        let Some(h) = self.hosts.get_mut(host.0 as usize) else { return false };
-        let Some(s) = h.kernel.sessions.remove(&sid) else { return false };
+        let Some(h) = self.hosts.get_mut(host.0 as usize) else {
+            return false;
+        };
+        let Some(s) = h.kernel.sessions.remove(&sid) else {
+            return false;
+        };
         h.kernel.shosts.remove(&s.host_no);
         tracing::debug!(%host, sid, "iscsi logout");
         true
@@ -255,7 +256,9 @@ impl World {
     /// Scans a session: one kernel LUN, or every LUN REPORT LUNS lists when `lun` is None.
     /// Existing devices are left untouched (the kernel does not re-read their identity).
     pub(crate) fn scan_session(&mut self, host: HostId, sid: u32, lun: Option<u64>) {
-        let Some(s) = self.host_ref(host).kernel.sessions.get(&sid).cloned() else { return };
+        let Some(s) = self.host_ref(host).kernel.sessions.get(&sid).cloned() else {
+            return;
+        };
         if self.portal_down(host, &s.portal) {
             return;
         }
@@ -265,7 +268,12 @@ impl World {
             None => self.array_ref(s.array).report_luns(&s.iqn, &initiator),
         };
         for klun in luns {
-            let hctl = Hctl { host: s.host_no, channel: 0, target: 0, lun: klun };
+            let hctl = Hctl {
+                host: s.host_no,
+                channel: 0,
+                target: 0,
+                lun: klun,
+            };
             if self.host_ref(host).kernel.devices.contains_key(&hctl) {
                 continue;
             }
@@ -276,10 +284,18 @@ impl World {
     }
 
     /// What the array answers at kernel LUN `klun` of `iqn` for `initiator`, now.
-    pub(crate) fn probe(&self, array: ArrayId, iqn: &str, initiator: &str, klun: u64) -> Option<Probe> {
+    pub(crate) fn probe(
+        &self,
+        array: ArrayId,
+        iqn: &str,
+        initiator: &str,
+        klun: u64,
+    ) -> Option<Probe> {
         let a = self.arrays.get(array.0 as usize)?;
         if klun == 0 && a.spec.lun0_controller {
-            return Some(Probe::Controller { identity: a.controller_identity(iqn) });
+            return Some(Probe::Controller {
+                identity: a.controller_identity(iqn),
+            });
         }
         let lun = a.array_lun(klun)?;
         let vol = *a.targets.get(iqn)?.luns.get(&(initiator.to_owned(), lun))?;
@@ -292,7 +308,11 @@ impl World {
                 .cloned()
                 .unwrap_or_else(|| v.identity.clone()),
         };
-        Some(Probe::Disk { vol, identity, size_bytes: v.public.size_bytes })
+        Some(Probe::Disk {
+            vol,
+            identity,
+            size_bytes: v.public.size_bytes,
+        })
     }
 
     /// The volume I/O to this device reaches now (`None` if nothing is mapped there or the
@@ -311,21 +331,33 @@ impl World {
             let a = self.array_ref(s.array);
             (a.spec.vendor.clone(), a.spec.model.clone())
         };
-        let Some(h) = self.hosts.get_mut(host.0 as usize) else { return };
+        let Some(h) = self.hosts.get_mut(host.0 as usize) else {
+            return;
+        };
         let k = &mut h.kernel;
         let sg = lowest_free(k.devices.values().map(|d| d.sg));
         let bsg = lowest_free(k.devices.values().map(|d| d.bsg));
         let (kind, identity, size_bytes, model) = match probe {
-            Probe::Disk { identity, size_bytes, .. } => {
+            Probe::Disk {
+                identity,
+                size_bytes,
+                ..
+            } => {
                 let sd = lowest_free(k.devices.values().filter_map(|d| match d.kind {
                     DevKind::Disk { sd } => Some(sd),
                     DevKind::Controller => None,
                 }));
                 (DevKind::Disk { sd }, identity, size_bytes, model)
             }
-            Probe::Controller { identity } => (DevKind::Controller, identity, 0, "Controller".to_owned()),
+            Probe::Controller { identity } => {
+                (DevKind::Controller, identity, 0, "Controller".to_owned())
+            }
         };
-        let diskseq = if matches!(kind, DevKind::Disk { .. }) { k.next_diskseq() } else { 0 };
+        let diskseq = if matches!(kind, DevKind::Disk { .. }) {
+            k.next_diskseq()
+        } else {
+            0
+        };
         let dev = ScsiDev {
             hctl,
             sid: s.sid,
@@ -348,8 +380,12 @@ impl World {
 
     /// Removes a SCSI device (sysfs `delete`, logout): its sd/sg/bsg numbers are freed at once.
     pub(crate) fn remove_scsi_device(&mut self, host: HostId, hctl: Hctl) {
-        let Some(h) = self.hosts.get_mut(host.0 as usize) else { return };
-        let Some(dev) = h.kernel.devices.remove(&hctl) else { return };
+        let Some(h) = self.hosts.get_mut(host.0 as usize) else {
+            return;
+        };
+        let Some(dev) = h.kernel.devices.remove(&hctl) else {
+            return;
+        };
         tracing::debug!(%host, %hctl, "scsi device removed");
         if let Some(name) = dev.sd_name() {
             self.queue_udev(host, UdevAction::Remove, &name);
@@ -358,17 +394,29 @@ impl World {
 
     /// Rescans one device: re-reads identity and capacity from the array.
     pub(crate) fn rescan_device(&mut self, host: HostId, hctl: Hctl) {
-        let Some(dev) = self.host_ref(host).kernel.devices.get(&hctl).cloned() else { return };
-        let Some(s) = self.host_ref(host).kernel.sessions.get(&dev.sid).cloned() else { return };
+        let Some(dev) = self.host_ref(host).kernel.devices.get(&hctl).cloned() else {
+            return;
+        };
+        let Some(s) = self.host_ref(host).kernel.sessions.get(&dev.sid).cloned() else {
+            return;
+        };
         if self.portal_down(host, &s.portal) {
             return;
         }
         let initiator = self.host_ref(host).spec.initiator_iqn.clone();
         let probe = self.probe(s.array, &s.iqn, &initiator, hctl.lun);
-        let Some(h) = self.hosts.get_mut(host.0 as usize) else { return };
-        let Some(d) = h.kernel.devices.get_mut(&hctl) else { return };
+        let Some(h) = self.hosts.get_mut(host.0 as usize) else {
+            return;
+        };
+        let Some(d) = h.kernel.devices.get_mut(&hctl) else {
+            return;
+        };
         match probe {
-            Some(Probe::Disk { identity, size_bytes, .. }) => {
+            Some(Probe::Disk {
+                identity,
+                size_bytes,
+                ..
+            }) => {
                 d.identity = identity;
                 d.size_bytes = size_bytes;
             }
@@ -382,7 +430,13 @@ impl World {
     }
 
     /// Creates a dm-multipath map over `paths` (lowest free dm minor).
-    pub(crate) fn dm_create(&mut self, host: HostId, name: &str, wwid: &str, paths: Vec<String>) -> u32 {
+    pub(crate) fn dm_create(
+        &mut self,
+        host: HostId,
+        name: &str,
+        wwid: &str,
+        paths: Vec<String>,
+    ) -> u32 {
         let h = self.host_mut(host);
         let k = &mut h.kernel;
         let minor = lowest_free(k.dms.keys().copied());
@@ -394,7 +448,9 @@ impl World {
             wwid: wwid.to_owned(),
             paths,
             size_bytes: first.as_ref().map_or(0, |d| d.size_bytes),
-            vendor: first.as_ref().map_or_else(String::new, |d| d.vendor.clone()),
+            vendor: first
+                .as_ref()
+                .map_or_else(String::new, |d| d.vendor.clone()),
             model: first.as_ref().map_or_else(String::new, |d| d.model.clone()),
             diskseq,
         };

@@ -27,7 +27,10 @@ const CLASSES: &[&str] = &[
 fn put_attrs(t: &mut Tree, base: &str, table: &[Attr], over: &[(&str, String)]) {
     for a in table {
         let path = format!("{base}/{}", a.path);
-        let value = over.iter().find(|(n, _)| *n == a.path).map(|(_, v)| v.as_str());
+        let value = over
+            .iter()
+            .find(|(n, _)| *n == a.path)
+            .map(|(_, v)| v.as_str());
         match a.kind {
             AttrKind::Dir => t.insert(&path, Node::Dir { mode: a.mode }),
             AttrKind::WriteOnly => t.file(&path, a.mode, Vec::new()),
@@ -40,12 +43,36 @@ fn put_attrs(t: &mut Tree, base: &str, table: &[Attr], over: &[(&str, String)]) 
     }
 }
 
-/// INQUIRY data: 36 bytes (SPC-3).
+/// Standard INQUIRY data as the captured target returns it: 66 bytes (additional length
+/// 61), vendor/model/revision, and version descriptors (SAM-3, iSCSI, SPC-3, SBC-2 or SSC).
 fn inquiry(dev: &ScsiDev) -> Vec<u8> {
-    let mut b = vec![dev.scsi_type(), 0, 0x05, 0x12, 31, 0, 0, 0x02];
+    let mut b = vec![dev.scsi_type(), 0, 0x05, 0x12, 0x3d, 0, 0, 0x02];
     b.extend_from_slice(pad(&dev.vendor, 8).as_bytes());
     b.extend_from_slice(pad(&dev.model, 16).as_bytes());
     b.extend_from_slice(b"0001");
+    b.resize(58, 0);
+    let last = if dev.scsi_type() == 0 {
+        [0x03, 0x00]
+    } else {
+        [0x01, 0xfb]
+    };
+    b.extend_from_slice(&[0x04, 0xc0, 0x09, 0x60, last[0], last[1], 0, 0]);
+    b
+}
+
+/// VPD pages 0xb0 (block limits), 0xb1 (characteristics), 0xb2 (provisioning), zeroed as the
+/// captured target reports them.
+fn vpd_b(dev: &ScsiDev, page: u8) -> Vec<u8> {
+    let (len, first) = match page {
+        0xb0 => (0x3c, Some(0x80)),
+        0xb1 => (0x40, None),
+        _ => (0x04, None),
+    };
+    let mut b = vec![dev.scsi_type(), page, 0, len];
+    b.resize(4 + usize::from(len), 0);
+    if let (Some(v), Some(slot)) = (first, b.get_mut(5)) {
+        *slot = v;
+    }
     b
 }
 
@@ -70,7 +97,12 @@ fn vpd83(dev: &ScsiDev) -> Vec<u8> {
 /// VPD page 0x80: the unit serial number.
 fn vpd80(dev: &ScsiDev) -> Vec<u8> {
     let s = dev.identity.serial.as_bytes();
-    let mut b = vec![dev.scsi_type(), 0x80, 0, u8::try_from(s.len()).unwrap_or(u8::MAX)];
+    let mut b = vec![
+        dev.scsi_type(),
+        0x80,
+        0,
+        u8::try_from(s.len()).unwrap_or(u8::MAX),
+    ];
     b.extend_from_slice(s);
     b
 }
@@ -83,12 +115,18 @@ impl World {
         t.dir("/sys/block");
         t.dir("/sys/bus/scsi/devices");
         t.dir("/sys/bus/scsi/drivers/sd");
-        t.link("/sys/class/iscsi_transport/tcp", "../../devices/virtual/iscsi_transport/tcp");
+        t.link(
+            "/sys/class/iscsi_transport/tcp",
+            "../../devices/virtual/iscsi_transport/tcp",
+        );
         let tcp = "/sys/devices/virtual/iscsi_transport/tcp";
         t.attr(&format!("{tcp}/caps"), 0o444, "0x39");
         t.attr(&format!("{tcp}/handle"), 0o444, "18446744072639336544");
         t.dir(&format!("{tcp}/power"));
-        t.link(&format!("{tcp}/subsystem"), "../../../../class/iscsi_transport");
+        t.link(
+            &format!("{tcp}/subsystem"),
+            "../../../../class/iscsi_transport",
+        );
         t.file(&format!("{tcp}/uevent"), 0o644, Vec::new());
 
         let h = self.host_ref(host);
@@ -118,22 +156,31 @@ impl World {
                     ),
                 ],
             );
-            t.link(&format!("{base}/bdi"), &format!("../../bdi/{DM_MAJOR}:{}", m.minor));
+            t.link(
+                &format!("{base}/bdi"),
+                &format!("../../bdi/{DM_MAJOR}:{}", m.minor),
+            );
             t.link(&format!("{base}/subsystem"), "../../../../class/block");
             t.dir(&format!("{base}/holders"));
             t.dir(&format!("{base}/slaves"));
             for p in &m.paths {
-                if let Some(d) = h.kernel.disk_by_name(p) {
-                    if let Some(s) = h.kernel.session_of(d) {
-                        t.link(
-                            &format!("{base}/slaves/{p}"),
-                            &format!("../../../../platform/{}/block/{p}", lun_rel(s, d)),
-                        );
-                    }
+                if let Some(d) = h.kernel.disk_by_name(p)
+                    && let Some(s) = h.kernel.session_of(d)
+                {
+                    t.link(
+                        &format!("{base}/slaves/{p}"),
+                        &format!("../../../../platform/{}/block/{p}", lun_rel(s, d)),
+                    );
                 }
             }
-            t.link(&format!("/sys/class/block/{name}"), &format!("../../devices/virtual/block/{name}"));
-            t.link(&format!("/sys/block/{name}"), &format!("../devices/virtual/block/{name}"));
+            t.link(
+                &format!("/sys/class/block/{name}"),
+                &format!("../../devices/virtual/block/{name}"),
+            );
+            t.link(
+                &format!("/sys/block/{name}"),
+                &format!("../devices/virtual/block/{name}"),
+            );
         }
     }
 
@@ -148,12 +195,20 @@ impl World {
         t.attr(&format!("{base}/uevent"), 0o644, "DEVTYPE=scsi_host");
 
         let ih = format!("{base}/iscsi_host/host{hn}");
-        put_attrs(t, &ih, attrs::ISCSI_HOST, &[("ipaddress", hs.spec.ip.clone())]);
+        put_attrs(
+            t,
+            &ih,
+            attrs::ISCSI_HOST,
+            &[("ipaddress", hs.spec.ip.clone())],
+        );
         t.link(&format!("{ih}/device"), &format!("../../../host{hn}"));
-        t.link(&format!("{ih}/subsystem"), "../../../../../class/iscsi_host");
+        t.link(
+            &format!("{ih}/subsystem"),
+            "../../../../../class/iscsi_host",
+        );
 
         let sh = format!("{base}/scsi_host/host{hn}");
-        put_attrs(t, &sh, attrs::SCSI_HOST, &[("unique_id", hn.to_string())]);
+        put_attrs(t, &sh, attrs::SCSI_HOST, &[]);
         t.link(&format!("{sh}/device"), &format!("../../../host{hn}"));
         t.link(&format!("{sh}/subsystem"), "../../../../../class/scsi_host");
 
@@ -169,11 +224,20 @@ impl World {
                 ("initiatorname", hs.spec.initiator_iqn.clone()),
                 ("targetname", s.iqn.clone()),
                 ("recovery_tmo", s.recovery_tmo.to_string()),
-                ("state", if down { "FAILED" } else { "LOGGED_IN" }.to_owned()),
+                (
+                    "state",
+                    if down { "FAILED" } else { "LOGGED_IN" }.to_owned(),
+                ),
             ],
         );
-        t.link(&format!("{isess}/device"), &format!("../../../session{sid}"));
-        t.link(&format!("{isess}/subsystem"), "../../../../../../class/iscsi_session");
+        t.link(
+            &format!("{isess}/device"),
+            &format!("../../../session{sid}"),
+        );
+        t.link(
+            &format!("{isess}/subsystem"),
+            "../../../../../../class/iscsi_session",
+        );
 
         let conn = format!("{sess}/connection{sid}:0");
         t.dir(&format!("{conn}/power"));
@@ -192,10 +256,21 @@ impl World {
                 ("state", if down { "failed" } else { "up" }.to_owned()),
             ],
         );
-        t.link(&format!("{iconn}/device"), &format!("../../../connection{sid}:0"));
-        t.link(&format!("{iconn}/subsystem"), "../../../../../../../class/iscsi_connection");
+        t.link(
+            &format!("{iconn}/device"),
+            &format!("../../../connection{sid}:0"),
+        );
+        t.link(
+            &format!("{iconn}/subsystem"),
+            "../../../../../../../class/iscsi_connection",
+        );
 
-        let devices: Vec<&ScsiDev> = hs.kernel.devices.values().filter(|d| d.sid == sid).collect();
+        let devices: Vec<&ScsiDev> = hs
+            .kernel
+            .devices
+            .values()
+            .filter(|d| d.sid == sid)
+            .collect();
         let tgt_name = format!("target{hn}:0:0");
         if !devices.is_empty() {
             let tgt = format!("{sess}/{tgt_name}");
@@ -211,8 +286,14 @@ impl World {
             self.render_lun(host, s, d, down, t);
         }
 
-        t.link(&format!("/sys/class/iscsi_host/host{hn}"), &format!("../../devices/platform/host{hn}/iscsi_host/host{hn}"));
-        t.link(&format!("/sys/class/scsi_host/host{hn}"), &format!("../../devices/platform/host{hn}/scsi_host/host{hn}"));
+        t.link(
+            &format!("/sys/class/iscsi_host/host{hn}"),
+            &format!("../../devices/platform/host{hn}/iscsi_host/host{hn}"),
+        );
+        t.link(
+            &format!("/sys/class/scsi_host/host{hn}"),
+            &format!("../../devices/platform/host{hn}/scsi_host/host{hn}"),
+        );
         t.link(
             &format!("/sys/class/iscsi_session/session{sid}"),
             &format!("../../devices/platform/host{hn}/session{sid}/iscsi_session/session{sid}"),
@@ -221,7 +302,10 @@ impl World {
             &format!("/sys/class/iscsi_connection/connection{sid}:0"),
             &format!("../../devices/platform/host{hn}/session{sid}/connection{sid}:0/iscsi_connection/connection{sid}:0"),
         );
-        t.link(&format!("/sys/bus/scsi/devices/host{hn}"), &format!("../../../devices/platform/host{hn}"));
+        t.link(
+            &format!("/sys/bus/scsi/devices/host{hn}"),
+            &format!("../../../devices/platform/host{hn}"),
+        );
     }
 
     fn render_lun(&self, host: HostId, s: &Session, d: &ScsiDev, down: bool, t: &mut Tree) {
@@ -230,7 +314,11 @@ impl World {
         let rel = lun_rel(s, d);
         let lun = format!("/sys/devices/platform/{rel}");
         let disk = matches!(d.kind, DevKind::Disk { .. });
-        let table = if disk { attrs::SCSI_DISK_LUN } else { attrs::SCSI_CTRL_LUN };
+        let table = if disk {
+            attrs::SCSI_DISK_LUN
+        } else {
+            attrs::SCSI_CTRL_LUN
+        };
         put_attrs(
             t,
             &lun,
@@ -238,16 +326,29 @@ impl World {
             &[
                 ("vendor", pad(&d.vendor, 8)),
                 ("model", pad(&d.model, 16)),
-                ("state", if down { "transport-offline" } else { "running" }.to_owned()),
+                (
+                    "state",
+                    if down { "transport-offline" } else { "running" }.to_owned(),
+                ),
                 ("wwid", format!("naa.{}", d.identity.naa)),
             ],
         );
         t.file(&format!("{lun}/inquiry"), 0o444, inquiry(d));
-        t.file(&format!("{lun}/vpd_pg0"), 0o444, vec![d.scsi_type(), 0, 0, 3, 0, 0x80, 0x83]);
+        t.file(
+            &format!("{lun}/vpd_pg0"),
+            0o444,
+            vec![d.scsi_type(), 0, 0, 6, 0, 0x80, 0x83, 0xb0, 0xb1, 0xb2],
+        );
+        for page in [0xb0u8, 0xb1, 0xb2] {
+            t.file(&format!("{lun}/vpd_pg{page:x}"), 0o444, vpd_b(d, page));
+        }
         t.file(&format!("{lun}/vpd_pg80"), 0o444, vpd80(d));
         t.file(&format!("{lun}/vpd_pg83"), 0o444, vpd83(d));
         t.link(&format!("{lun}/subsystem"), "../../../../../../bus/scsi");
-        t.link(&format!("{lun}/generic"), &format!("scsi_generic/sg{}", d.sg));
+        t.link(
+            &format!("{lun}/generic"),
+            &format!("scsi_generic/sg{}", d.sg),
+        );
         let up8 = "../../../../../../../../class";
         // scsi_device
         let sdev = format!("{lun}/scsi_device/{hctl}");
@@ -261,31 +362,64 @@ impl World {
         t.link(&format!("{sg}/device"), &format!("../../../{hctl}"));
         t.dir(&format!("{sg}/power"));
         t.link(&format!("{sg}/subsystem"), &format!("{up8}/scsi_generic"));
-        t.attr(&format!("{sg}/uevent"), 0o644, &format!("MAJOR={SG_MAJOR}\nMINOR={}\nDEVNAME=sg{}", d.sg, d.sg));
+        t.attr(
+            &format!("{sg}/uevent"),
+            0o644,
+            &format!("MAJOR={SG_MAJOR}\nMINOR={}\nDEVNAME=sg{}", d.sg, d.sg),
+        );
         // bsg
         let bsg = format!("{lun}/bsg/{hctl}");
-        t.attr(&format!("{bsg}/dev"), 0o444, &format!("{BSG_MAJOR}:{}", d.bsg));
+        t.attr(
+            &format!("{bsg}/dev"),
+            0o444,
+            &format!("{BSG_MAJOR}:{}", d.bsg),
+        );
         t.link(&format!("{bsg}/device"), &format!("../../../{hctl}"));
         t.dir(&format!("{bsg}/power"));
         t.link(&format!("{bsg}/subsystem"), &format!("{up8}/bsg"));
-        t.attr(&format!("{bsg}/uevent"), 0o644, &format!("MAJOR={BSG_MAJOR}\nMINOR={}\nDEVNAME=bsg/{hctl}", d.bsg));
+        t.attr(
+            &format!("{bsg}/uevent"),
+            0o644,
+            &format!("MAJOR={BSG_MAJOR}\nMINOR={}\nDEVNAME=bsg/{hctl}", d.bsg),
+        );
 
-        t.link(&format!("/sys/class/scsi_device/{hctl}"), &format!("../../devices/platform/{rel}/scsi_device/{hctl}"));
-        t.link(&format!("/sys/class/scsi_generic/sg{}", d.sg), &format!("../../devices/platform/{rel}/scsi_generic/sg{}", d.sg));
-        t.link(&format!("/sys/class/bsg/{hctl}"), &format!("../../devices/platform/{rel}/bsg/{hctl}"));
-        t.link(&format!("/sys/bus/scsi/devices/{hctl}"), &format!("../../../devices/platform/{rel}"));
+        t.link(
+            &format!("/sys/class/scsi_device/{hctl}"),
+            &format!("../../devices/platform/{rel}/scsi_device/{hctl}"),
+        );
+        t.link(
+            &format!("/sys/class/scsi_generic/sg{}", d.sg),
+            &format!("../../devices/platform/{rel}/scsi_generic/sg{}", d.sg),
+        );
+        t.link(
+            &format!("/sys/class/bsg/{hctl}"),
+            &format!("../../devices/platform/{rel}/bsg/{hctl}"),
+        );
+        t.link(
+            &format!("/sys/bus/scsi/devices/{hctl}"),
+            &format!("../../../devices/platform/{rel}"),
+        );
 
         let DevKind::Disk { sd } = d.kind else { return };
         let name = crate::naming::sd_name(sd);
         let (maj, min) = sd_devt(sd);
-        t.link(&format!("{lun}/driver"), "../../../../../../bus/scsi/drivers/sd");
-        t.link(&format!("/sys/bus/scsi/drivers/sd/{hctl}"), &format!("../../../../devices/platform/{rel}"));
+        t.link(
+            &format!("{lun}/driver"),
+            "../../../../../../bus/scsi/drivers/sd",
+        );
+        t.link(
+            &format!("/sys/bus/scsi/drivers/sd/{hctl}"),
+            &format!("../../../../devices/platform/{rel}"),
+        );
         // scsi_disk
         let sdisk = format!("{lun}/scsi_disk/{hctl}");
         put_attrs(t, &sdisk, attrs::SCSI_DISK, &[]);
         t.link(&format!("{sdisk}/device"), &format!("../../../{hctl}"));
         t.link(&format!("{sdisk}/subsystem"), &format!("{up8}/scsi_disk"));
-        t.link(&format!("/sys/class/scsi_disk/{hctl}"), &format!("../../devices/platform/{rel}/scsi_disk/{hctl}"));
+        t.link(
+            &format!("/sys/class/scsi_disk/{hctl}"),
+            &format!("../../devices/platform/{rel}/scsi_disk/{hctl}"),
+        );
         // block
         let blk = format!("{lun}/block/{name}");
         put_attrs(
@@ -296,22 +430,43 @@ impl World {
                 ("dev", format!("{maj}:{min}")),
                 ("size", (d.size_bytes / 512).to_string()),
                 ("diskseq", d.diskseq.to_string()),
-                ("uevent", format!("MAJOR={maj}\nMINOR={min}\nDEVNAME={name}\nDEVTYPE=disk\nDISKSEQ={}", d.diskseq)),
+                (
+                    "uevent",
+                    format!(
+                        "MAJOR={maj}\nMINOR={min}\nDEVNAME={name}\nDEVTYPE=disk\nDISKSEQ={}",
+                        d.diskseq
+                    ),
+                ),
             ],
         );
-        t.link(&format!("{blk}/bdi"), &format!("../../../../../../../virtual/bdi/{maj}:{min}"));
+        t.link(
+            &format!("{blk}/bdi"),
+            &format!("../../../../../../../virtual/bdi/{maj}:{min}"),
+        );
         t.link(&format!("{blk}/device"), &format!("../../../{hctl}"));
         t.link(&format!("{blk}/subsystem"), &format!("{up8}/block"));
         for m in k.holders(&name) {
             let dm = m.dev_name();
-            t.link(&format!("{blk}/holders/{dm}"), &format!("../../../../../../../../virtual/block/{dm}"));
+            t.link(
+                &format!("{blk}/holders/{dm}"),
+                &format!("../../../../../../../../virtual/block/{dm}"),
+            );
         }
-        t.link(&format!("/sys/class/block/{name}"), &format!("../../devices/platform/{rel}/block/{name}"));
-        t.link(&format!("/sys/block/{name}"), &format!("../devices/platform/{rel}/block/{name}"));
+        t.link(
+            &format!("/sys/class/block/{name}"),
+            &format!("../../devices/platform/{rel}/block/{name}"),
+        );
+        t.link(
+            &format!("/sys/block/{name}"),
+            &format!("../devices/platform/{rel}/block/{name}"),
+        );
     }
 }
 
 /// `hostH/sessionS/targetH:0:0/H:0:0:L`, relative to `/sys/devices/platform`.
 fn lun_rel(s: &Session, d: &ScsiDev) -> String {
-    format!("host{}/session{}/target{}:0:0/{}", s.host_no, s.sid, s.host_no, d.hctl)
+    format!(
+        "host{}/session{}/target{}:0:0/{}",
+        s.host_no, s.sid, s.host_no, d.hctl
+    )
 }

@@ -140,7 +140,12 @@ pub(crate) struct NodeRecord {
 
 impl NodeRecord {
     fn new(iqn: &str, portal: &Portal, tpgt: i64) -> Self {
-        Self { iqn: iqn.to_owned(), portal: portal.clone(), tpgt, settings: BTreeMap::new() }
+        Self {
+            iqn: iqn.to_owned(),
+            portal: portal.clone(),
+            tpgt,
+            settings: BTreeMap::new(),
+        }
     }
 
     pub(crate) fn get(&self, key: &str) -> String {
@@ -154,7 +159,11 @@ impl NodeRecord {
         if let Some(v) = self.settings.get(key) {
             return v.clone();
         }
-        NODE_RECORD.iter().find(|(k, _)| *k == key).map(|(_, v)| (*v).to_owned()).unwrap_or_default()
+        NODE_RECORD
+            .iter()
+            .find(|(k, _)| *k == key)
+            .map(|(_, v)| (*v).to_owned())
+            .unwrap_or_default()
     }
 
     pub(crate) fn manual_scan(&self) -> bool {
@@ -165,10 +174,11 @@ impl NodeRecord {
         out.push_str("# BEGIN RECORD 2.1.8\n");
         for (k, _) in NODE_RECORD {
             let mut v = self.get(k);
-            if k.ends_with("password") || k.ends_with("password_in") {
-                if v != "<empty>" && !v.is_empty() {
-                    v = "********".to_owned();
-                }
+            if (k.ends_with("password") || k.ends_with("password_in"))
+                && v != "<empty>"
+                && !v.is_empty()
+            {
+                v = "********".to_owned();
             }
             if v.is_empty() {
                 v = "<empty>".to_owned();
@@ -180,7 +190,11 @@ impl NodeRecord {
 
     fn list_line(&self) -> String {
         // iscsiadm prints the tpgt as unsigned: -1 shows as 4294967295.
-        let tpgt = if self.tpgt < 0 { u64::from(u32::MAX) } else { self.tpgt.unsigned_abs() };
+        let tpgt = if self.tpgt < 0 {
+            u64::from(u32::MAX)
+        } else {
+            self.tpgt.unsigned_abs()
+        };
         format!("{},{} {}", self.portal, tpgt, self.iqn)
     }
 }
@@ -220,7 +234,10 @@ fn parse(argv: &[String]) -> Result<Args, String> {
             _ => (arg.as_str(), None),
         };
         let mut val = |name: &str| -> Result<String, String> {
-            inline.clone().or_else(|| it.next().cloned()).ok_or_else(|| format!("option '{name}' requires an argument"))
+            inline
+                .clone()
+                .or_else(|| it.next().cloned())
+                .ok_or_else(|| format!("option '{name}' requires an argument"))
         };
         match flag {
             "-m" | "--mode" => a.mode = Some(val(flag)?),
@@ -231,7 +248,13 @@ fn parse(argv: &[String]) -> Result<Args, String> {
             "-n" | "--name" => a.names.push(val(flag)?),
             "-v" | "--value" => a.values.push(val(flag)?),
             "-t" | "--type" => a.typ = Some(val(flag)?),
-            "-P" | "--print" => a.print = Some(val(flag)?.parse().map_err(|_| "invalid print level".to_owned())?),
+            "-P" | "--print" => {
+                a.print = Some(
+                    val(flag)?
+                        .parse()
+                        .map_err(|_| "invalid print level".to_owned())?,
+                )
+            }
             "-r" | "--sid" => a.sid = Some(val(flag)?),
             "-l" | "--login" => a.login = true,
             "-u" | "--logout" => a.logout = true,
@@ -287,16 +310,25 @@ impl World {
     fn iscsiadm_node(&mut self, host: HostId, a: &Args) -> ExecOutput {
         if a.op.as_deref() == Some("new") {
             let (Some(iqn), Some(p)) = (a.target.as_deref(), a.portal.as_deref()) else {
-                return ExecOutput::err(ERR_INVAL, "iscsiadm: --op new requires --targetname and --portal\n");
+                return ExecOutput::err(
+                    ERR_INVAL,
+                    "iscsiadm: --op new requires --targetname and --portal\n",
+                );
             };
             let Some(portal) = Portal::parse(p) else {
                 return ExecOutput::err(ERR_INVAL, format!("iscsiadm: cannot parse portal {p}\n"));
             };
             if !iqn.starts_with("iqn.") && !iqn.starts_with("eui.") && !iqn.starts_with("naa.") {
-                return ExecOutput::err(ERR_INVAL, format!("iscsiadm: invalid target name {iqn}\n"));
+                return ExecOutput::err(
+                    ERR_INVAL,
+                    format!("iscsiadm: invalid target name {iqn}\n"),
+                );
             }
             let rec = NodeRecord::new(iqn, &portal, -1);
-            self.host_mut(host).iscsi.nodes.insert((iqn.to_owned(), portal.clone()), rec);
+            self.host_mut(host)
+                .iscsi
+                .nodes
+                .insert((iqn.to_owned(), portal.clone()), rec);
             return ExecOutput::ok(format!(
                 "New iSCSI node [tcp:[hw=,ip=,net_if=,iscsi_if=default] {},-1 {iqn}] added\n",
                 portal.comma()
@@ -318,17 +350,27 @@ impl World {
         match a.op.as_deref() {
             Some("update") => {
                 if a.names.is_empty() || a.names.len() != a.values.len() {
-                    return ExecOutput::err(ERR_INVAL, "iscsiadm: update requires name and value\n");
+                    return ExecOutput::err(
+                        ERR_INVAL,
+                        "iscsiadm: update requires name and value\n",
+                    );
                 }
                 for (n, v) in a.names.iter().zip(&a.values) {
-                    if !NODE_RECORD.iter().any(|(k, _)| k == n) || n == "node.name" || n == "node.tpgt" {
-                        return ExecOutput::err(ERR_INVAL, format!("iscsiadm: Cannot modify {n}. Invalid param name.\n"));
+                    if !NODE_RECORD.iter().any(|(k, _)| k == n)
+                        || n == "node.name"
+                        || n == "node.tpgt"
+                    {
+                        return ExecOutput::err(
+                            ERR_INVAL,
+                            format!("iscsiadm: Cannot modify {n}. Invalid param name.\n"),
+                        );
                     }
                     for key in &keys {
                         if let Some(rec) = self.host_mut(host).iscsi.nodes.get_mut(key) {
                             rec.settings.insert(n.clone(), v.clone());
                             if n == "node.startup" {
-                                rec.settings.insert("node.conn[0].startup".to_owned(), v.clone());
+                                rec.settings
+                                    .insert("node.conn[0].startup".to_owned(), v.clone());
                             }
                         }
                     }
@@ -369,17 +411,29 @@ impl World {
         let mut failed = 0;
         for key in keys {
             let (iqn, portal) = key;
-            let exists = self.host_ref(host).kernel.sessions.values().any(|s| &s.iqn == iqn && &s.portal == portal);
+            let exists = self
+                .host_ref(host)
+                .kernel
+                .sessions
+                .values()
+                .any(|s| &s.iqn == iqn && &s.portal == portal);
             if exists {
-                out.stderr.push_str("iscsiadm: default: 1 session requested, but 1 already present.\n");
+                out.stderr
+                    .push_str("iscsiadm: default: 1 session requested, but 1 already present.\n");
                 if keys.len() == 1 {
-                    out.stderr.push_str("iscsiadm: Could not log into all portals\n");
+                    out.stderr
+                        .push_str("iscsiadm: Could not log into all portals\n");
                     out.status = ERR_SESS_EXISTS;
                     return out;
                 }
                 continue;
             }
-            let manual = self.host_ref(host).iscsi.nodes.get(key).is_some_and(NodeRecord::manual_scan);
+            let manual = self
+                .host_ref(host)
+                .iscsi
+                .nodes
+                .get(key)
+                .is_some_and(NodeRecord::manual_scan);
             let msg = login_msg(iqn, portal);
             let _ = writeln!(out.stdout, "Logging in to {msg}");
             match self.login(host, portal, iqn, !manual) {
@@ -389,18 +443,26 @@ impl World {
                 Err(e) => {
                     let (code, text) = match e {
                         LoginError::Unreachable => (8, "connection timed out"),
-                        LoginError::TargetNotFound => (19, "encountered non-retryable iSCSI login failure"),
-                        LoginError::NotAuthorized => (24, "iSCSI login failed due to authorization failure"),
+                        LoginError::TargetNotFound => {
+                            (19, "encountered non-retryable iSCSI login failure")
+                        }
+                        LoginError::NotAuthorized => {
+                            (24, "iSCSI login failed due to authorization failure")
+                        }
                     };
                     let _ = writeln!(out.stderr, "iscsiadm: Could not login to {msg}.");
-                    let _ = writeln!(out.stderr, "iscsiadm: initiator reported error ({code} - {text})");
+                    let _ = writeln!(
+                        out.stderr,
+                        "iscsiadm: initiator reported error ({code} - {text})"
+                    );
                     out.status = code;
                     failed += 1;
                 }
             }
         }
         if failed > 0 {
-            out.stderr.push_str("iscsiadm: Could not log into all portals\n");
+            out.stderr
+                .push_str("iscsiadm: Could not log into all portals\n");
         }
         out
     }
@@ -419,11 +481,19 @@ impl World {
         }
         let mut out = String::new();
         for (sid, iqn, p) in &sessions {
-            let _ = writeln!(out, "Logging out of session [sid: {sid}, target: {iqn}, portal: {}]", p.comma());
+            let _ = writeln!(
+                out,
+                "Logging out of session [sid: {sid}, target: {iqn}, portal: {}]",
+                p.comma()
+            );
         }
         for (sid, iqn, p) in sessions {
             self.logout(host, sid);
-            let _ = writeln!(out, "Logout of [sid: {sid}, target: {iqn}, portal: {}] successful.", p.comma());
+            let _ = writeln!(
+                out,
+                "Logout of [sid: {sid}, target: {iqn}, portal: {}] successful.",
+                p.comma()
+            );
         }
         ExecOutput::ok(out)
     }
@@ -498,7 +568,11 @@ impl World {
                     s.recovery_tmo, s.host_no
                 );
                 for d in k.devices.values().filter(|d| d.sid == s.sid) {
-                    let _ = writeln!(out, "\t\tscsi{} Channel 00 Id 0 Lun: {}", s.host_no, d.hctl.lun);
+                    let _ = writeln!(
+                        out,
+                        "\t\tscsi{} Channel 00 Id 0 Lun: {}",
+                        s.host_no, d.hctl.lun
+                    );
                     if let DevKind::Disk { .. } = d.kind {
                         let state = if down { "transport-offline" } else { "running" };
                         let _ = writeln!(
@@ -567,9 +641,12 @@ impl World {
             let _ = writeln!(out, "{p},1 {iqn}");
             let key = (iqn.clone(), p.clone());
             let mut rec = NodeRecord::new(iqn, p, 1);
-            rec.settings.insert("node.discovery_address".into(), portal.ip.clone());
-            rec.settings.insert("node.discovery_port".into(), portal.port.to_string());
-            rec.settings.insert("node.discovery_type".into(), "send_targets".into());
+            rec.settings
+                .insert("node.discovery_address".into(), portal.ip.clone());
+            rec.settings
+                .insert("node.discovery_port".into(), portal.port.to_string());
+            rec.settings
+                .insert("node.discovery_type".into(), "send_targets".into());
             // Discovery rewrites existing records with fresh defaults (node.startup included).
             h.iscsi.nodes.insert(key, rec);
         }
@@ -579,20 +656,29 @@ impl World {
     fn iscsiadm_discoverydb(&mut self, host: HostId, a: &Args) -> ExecOutput {
         if a.discover {
             let Some(portal) = a.portal.as_deref().and_then(Portal::parse) else {
-                return ExecOutput::err(ERR_INVAL, "iscsiadm: discovery requires a valid --portal\n");
+                return ExecOutput::err(
+                    ERR_INVAL,
+                    "iscsiadm: discovery requires a valid --portal\n",
+                );
             };
             return self.run_discovery(host, &portal);
         }
         match a.op.as_deref() {
             Some("new") | Some("update") | Some("delete") => {
                 let Some(portal) = a.portal.as_deref().and_then(Portal::parse) else {
-                    return ExecOutput::err(ERR_INVAL, "iscsiadm: discoverydb requires a valid --portal\n");
+                    return ExecOutput::err(
+                        ERR_INVAL,
+                        "iscsiadm: discoverydb requires a valid --portal\n",
+                    );
                 };
                 let h = self.host_mut(host);
                 match a.op.as_deref() {
                     Some("new") => {
                         h.iscsi.discovery.entry(portal.clone()).or_default();
-                        ExecOutput::ok(format!("New discovery record for [{}] added.\n", portal.comma()))
+                        ExecOutput::ok(format!(
+                            "New discovery record for [{}] added.\n",
+                            portal.comma()
+                        ))
                     }
                     Some("update") if !h.iscsi.discovery.contains_key(&portal) => {
                         ExecOutput::err(6, "iscsiadm: Discovery record not found\n")
@@ -634,7 +720,11 @@ impl World {
             out.push_str("No targets found.\n");
         }
         for r in statics {
-            let _ = writeln!(out, "Target: {}\n\tPortal: {},-1\n\t\tIface Name: default", r.iqn, r.portal);
+            let _ = writeln!(
+                out,
+                "Target: {}\n\tPortal: {},-1\n\t\tIface Name: default",
+                r.iqn, r.portal
+            );
         }
         out.push_str("FIRMWARE:\nNo targets found.\n");
         out

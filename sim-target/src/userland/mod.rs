@@ -39,7 +39,11 @@ impl World {
     }
 
     fn tee(&mut self, host: HostId, argv: &[String], stdin: &str) -> ExecOutput {
-        let files: Vec<&String> = argv.iter().skip(1).filter(|a| !a.starts_with('-')).collect();
+        let files: Vec<&String> = argv
+            .iter()
+            .skip(1)
+            .filter(|a| !a.starts_with('-'))
+            .collect();
         let mut out = ExecOutput::ok(stdin);
         for f in files {
             if let Err(e) = self.write_control(host, f, stdin) {
@@ -64,28 +68,45 @@ impl World {
     fn io_ok(&self, host: HostId, name: &str) -> bool {
         let k = &self.host_ref(host).kernel;
         let disk_ok = |d: &crate::kernel::ScsiDev| {
-            k.session_of(d).is_some_and(|s| !self.portal_down(host, &s.portal)) && self.backing_of(host, d).is_some()
+            k.session_of(d)
+                .is_some_and(|s| !self.portal_down(host, &s.portal))
+                && self.backing_of(host, d).is_some()
         };
         if let Some(d) = k.disk_by_name(name) {
             return disk_ok(d);
         }
-        k.dm_by_name(name)
-            .is_some_and(|m| m.paths.iter().filter_map(|p| k.disk_by_name(p)).any(disk_ok))
+        k.dm_by_name(name).is_some_and(|m| {
+            m.paths
+                .iter()
+                .filter_map(|p| k.disk_by_name(p))
+                .any(disk_ok)
+        })
     }
 
     fn blockdev(&mut self, host: HostId, argv: &[String]) -> ExecOutput {
         let (Some(op), Some(dev)) = (argv.get(1), argv.get(2)) else {
-            return ExecOutput::err(1, "Usage:\n blockdev -V\n blockdev --report [devices]\n blockdev [-v|-q] commands devices\n");
+            return ExecOutput::err(
+                1,
+                "Usage:\n blockdev -V\n blockdev --report [devices]\n blockdev [-v|-q] commands devices\n",
+            );
         };
         let Some(name) = self.block_name(host, dev) else {
-            return ExecOutput::err(1, format!("blockdev: cannot open {dev}: No such file or directory\n"));
+            return ExecOutput::err(
+                1,
+                format!("blockdev: cannot open {dev}: No such file or directory\n"),
+            );
         };
         match op.as_str() {
             "--flushbufs" => {
-                let fired = self.faults.fire(|f| matches!(f, Fault::BlockdevFlushFails { host: h, .. } if *h == host));
+                let fired = self
+                    .faults
+                    .fire(|f| matches!(f, Fault::BlockdevFlushFails { host: h, .. } if *h == host));
                 if fired {
-                    ExecOutput::err(1, format!("blockdev: ioctl error on BLKFLSBUF: Input/output error\n"))
-                        .with_dev(dev)
+                    ExecOutput::err(
+                        1,
+                        "blockdev: ioctl error on BLKFLSBUF: Input/output error\n",
+                    )
+                    .with_dev(dev)
                 } else {
                     ExecOutput::ok("")
                 }
@@ -108,19 +129,32 @@ impl World {
     /// `/lib/udev/scsi_id --page 0x83 --whitelisted DEV`: a real INQUIRY, so it answers with
     /// what the array maps at that LUN *now* (not the cached sysfs identity).
     fn scsi_id(&mut self, host: HostId, argv: &[String]) -> ExecOutput {
-        let Some(dev) = argv.iter().skip(1).rev().find(|a| !a.starts_with('-') && a.starts_with('/')) else {
+        let Some(dev) = argv
+            .iter()
+            .skip(1)
+            .rev()
+            .find(|a| !a.starts_with('-') && a.starts_with('/'))
+        else {
             return ExecOutput::err(1, "");
         };
-        let Some(name) = self.block_name(host, dev) else { return ExecOutput::err(1, "") };
+        let Some(name) = self.block_name(host, dev) else {
+            return ExecOutput::err(1, "");
+        };
         let k = &self.host_ref(host).kernel;
-        let Some(d) = k.disk_by_name(&name) else { return ExecOutput::err(1, "") };
-        let Some(s) = k.session_of(d) else { return ExecOutput::err(1, "") };
+        let Some(d) = k.disk_by_name(&name) else {
+            return ExecOutput::err(1, "");
+        };
+        let Some(s) = k.session_of(d) else {
+            return ExecOutput::err(1, "");
+        };
         if self.portal_down(host, &s.portal) {
             return ExecOutput::err(1, "");
         }
         let initiator = &self.host_ref(host).spec.initiator_iqn;
         match self.probe(s.array, &s.iqn, initiator, d.hctl.lun) {
-            Some(crate::array::Probe::Disk { identity, .. }) => ExecOutput::ok(format!("{}\n", identity.udev_wwid())),
+            Some(crate::array::Probe::Disk { identity, .. }) => {
+                ExecOutput::ok(format!("{}\n", identity.udev_wwid()))
+            }
             _ => ExecOutput::err(1, ""),
         }
     }
@@ -130,18 +164,24 @@ impl World {
             return ExecOutput::ok("0+0 records in\n0+0 records out\n");
         };
         let Some(name) = self.block_name(host, input) else {
-            return ExecOutput::err(1, format!("dd: failed to open '{input}': No such file or directory\n"));
+            return ExecOutput::err(
+                1,
+                format!("dd: failed to open '{input}': No such file or directory\n"),
+            );
         };
         if self.io_ok(host, &name) {
             ExecOutput {
                 status: 0,
                 stdout: String::new(),
-                stderr: "1+0 records in\n1+0 records out\n512 bytes copied, 0.000123 s, 4.2 MB/s\n".to_owned(),
+                stderr: "1+0 records in\n1+0 records out\n512 bytes copied, 0.000123 s, 4.2 MB/s\n"
+                    .to_owned(),
             }
         } else {
             ExecOutput::err(
                 1,
-                format!("dd: error reading '{input}': Input/output error\n0+0 records in\n0+0 records out\n0 bytes copied, 0.000123 s, 0.0 kB/s\n"),
+                format!(
+                    "dd: error reading '{input}': Input/output error\n0+0 records in\n0+0 records out\n0 bytes copied, 0.000123 s, 0.0 kB/s\n"
+                ),
             )
         }
     }
@@ -178,7 +218,9 @@ impl World {
         let mut out = String::new();
         for d in k.devices.values() {
             let (typ, node) = match d.kind {
-                DevKind::Disk { .. } => ("disk", format!("/dev/{}", d.sd_name().unwrap_or_default())),
+                DevKind::Disk { .. } => {
+                    ("disk", format!("/dev/{}", d.sd_name().unwrap_or_default()))
+                }
                 DevKind::Controller => ("storage", "-".to_owned()),
             };
             let hctl = format!("[{}]", d.hctl);
@@ -195,7 +237,9 @@ impl World {
 
 impl ExecOutput {
     fn with_dev(mut self, dev: &str) -> Self {
-        self.stderr = self.stderr.replace("BLKFLSBUF:", &format!("BLKFLSBUF ({dev}):"));
+        self.stderr = self
+            .stderr
+            .replace("BLKFLSBUF:", &format!("BLKFLSBUF ({dev}):"));
         self
     }
 }

@@ -19,14 +19,24 @@ pub(crate) fn size_str(bytes: u64) -> String {
         u += 1;
     }
     let unit = units.get(u).copied().unwrap_or('P');
-    if s < 10.0 { format!("{s:.1}{unit}") } else { format!("{s:.0}{unit}") }
+    if s < 10.0 {
+        format!("{s:.1}{unit}")
+    } else {
+        format!("{s:.0}{unit}")
+    }
 }
 
 /// A table with every column padded to its widest cell, cells joined by one space.
 fn table(rows: &[Vec<String>]) -> String {
     let ncol = rows.iter().map(Vec::len).max().unwrap_or(0);
     let widths: Vec<usize> = (0..ncol)
-        .map(|c| rows.iter().filter_map(|r| r.get(c)).map(String::len).max().unwrap_or(0))
+        .map(|c| {
+            rows.iter()
+                .filter_map(|r| r.get(c))
+                .map(String::len)
+                .max()
+                .unwrap_or(0)
+        })
         .collect();
     let mut out = String::new();
     for r in rows {
@@ -58,7 +68,8 @@ impl World {
         let d: Option<&ScsiDev> = k.disk_by_name(dev);
         let in_map = k.dms.values().any(|m| m.paths.iter().any(|p| p == dev));
         let offline = d.is_none_or(|d| {
-            k.session_of(d).is_none_or(|s| self.portal_down(host, &s.portal))
+            k.session_of(d)
+                .is_none_or(|s| self.portal_down(host, &s.portal))
         });
         let dev_t = d
             .and_then(|d| match d.kind {
@@ -93,19 +104,42 @@ impl World {
         } else {
             let _ = writeln!(out, "{} {name} {vendor},{model}", m.name);
         }
-        let _ = writeln!(out, "size={} features='0' hwhandler='0' wp=rw", size_str(m.size_bytes));
-        let views: Vec<PathView> = m.paths.iter().map(|p| self.path_view(host, p, &m.wwid)).collect();
+        let _ = writeln!(
+            out,
+            "size={} features='0' hwhandler='0' wp=rw",
+            size_str(m.size_bytes)
+        );
+        let views: Vec<PathView> = m
+            .paths
+            .iter()
+            .map(|p| self.path_view(host, p, &m.wwid))
+            .collect();
         let w = views.iter().map(|v| v.dev_t.len()).max().unwrap_or(0);
         let n = views.len();
         for (i, v) in views.iter().enumerate() {
             let last = i + 1 == n;
             let prio = if with_checker { 1 } else { 0 };
             let status = if i == 0 { "active" } else { "enabled" };
-            let (g, p) = if last { ("`-+-", "  `-") } else { ("|-+-", "| `-") };
-            let _ = writeln!(out, "{g} policy='service-time 0' prio={prio} status={status}");
+            let (g, p) = if last {
+                ("`-+-", "  `-")
+            } else {
+                ("|-+-", "| `-")
+            };
+            let _ = writeln!(
+                out,
+                "{g} policy='service-time 0' prio={prio} status={status}"
+            );
             let chk = if with_checker { v.chk_st } else { "undef" };
-            let dm = if v.dm_st == "failed" { "failed" } else { "active" };
-            let _ = writeln!(out, "{p} {} {} {:<w$} {dm} {chk} {}", v.hcil, v.dev, v.dev_t, v.dev_st);
+            let dm = if v.dm_st == "failed" {
+                "failed"
+            } else {
+                "active"
+            };
+            let _ = writeln!(
+                out,
+                "{p} {} {} {:<w$} {dm} {chk} {}",
+                v.hcil, v.dev, v.dev_t, v.dev_st
+            );
         }
         out
     }
@@ -130,10 +164,18 @@ impl World {
             ["-f", key] => match self.flush_map(host, key) {
                 Ok(()) => ExecOutput::ok(""),
                 Err(FlushError::InUse) => ExecOutput::err(1, format!("{key}: map in use\n")),
-                Err(FlushError::NoSuchMap) => ExecOutput::err(1, format!("{key}: map does not exist\n")),
+                Err(FlushError::NoSuchMap) => {
+                    ExecOutput::err(1, format!("{key}: map does not exist\n"))
+                }
             },
             ["-F"] => {
-                let keys: Vec<String> = self.host_ref(host).kernel.dms.values().map(|m| m.name.clone()).collect();
+                let keys: Vec<String> = self
+                    .host_ref(host)
+                    .kernel
+                    .dms
+                    .values()
+                    .map(|m| m.name.clone())
+                    .collect();
                 let mut out = ExecOutput::ok("");
                 for k in keys {
                     if self.flush_map(host, &k).is_err() {
@@ -146,7 +188,11 @@ impl World {
             ["-C", key] => {
                 let k = &self.host_ref(host).kernel;
                 match self.find_map(host, key).and_then(|m| k.dms.get(&m)) {
-                    Some(m) if m.paths.iter().any(|p| self.path_view(host, p, &m.wwid).dm_st == "active") => {
+                    Some(m)
+                        if m.paths
+                            .iter()
+                            .any(|p| self.path_view(host, p, &m.wwid).dm_st == "active") =>
+                    {
                         ExecOutput::ok("")
                     }
                     _ => ExecOutput::err(1, ""),
@@ -162,7 +208,10 @@ impl World {
                     .values()
                     .filter(|m| {
                         filter.is_none_or(|f| {
-                            m.name == f || m.wwid == f || m.dev_name() == f || m.paths.iter().any(|p| p == f)
+                            m.name == f
+                                || m.wwid == f
+                                || m.dev_name() == f
+                                || m.paths.iter().any(|p| p == f)
                                 || f.strip_prefix("mapper/") == Some(m.name.as_str())
                         })
                     })
@@ -185,12 +234,18 @@ impl World {
                 stderr: "error receiving packet\n".to_owned(),
             };
         }
-        let words: Vec<&str> = argv.iter().skip(1).flat_map(|s| s.split_whitespace()).collect();
+        let words: Vec<&str> = argv
+            .iter()
+            .skip(1)
+            .flat_map(|s| s.split_whitespace())
+            .collect();
         let strip = |d: &str| d.strip_prefix("/dev/").unwrap_or(d).to_owned();
         match words.as_slice() {
             ["show", "status"] => {
                 let n = self.host_ref(host).mpd.paths.len();
-                ExecOutput::ok(format!("path checker states:\nup                  {n}\n\npaths: 0\nbusy: False\n"))
+                ExecOutput::ok(format!(
+                    "path checker states:\nup                  {n}\n\npaths: 0\nbusy: False\n"
+                ))
             }
             ["show", "paths"] => {
                 let views = self.mpd_paths(host);
@@ -198,14 +253,33 @@ impl World {
                     return ExecOutput::ok("ok\n");
                 }
                 let mut rows = vec![
-                    ["hcil", "dev", "dev_t", "pri", "dm_st", "chk_st", "dev_st", "next_check"]
-                        .map(str::to_owned)
-                        .to_vec(),
+                    [
+                        "hcil",
+                        "dev",
+                        "dev_t",
+                        "pri",
+                        "dm_st",
+                        "chk_st",
+                        "dev_st",
+                        "next_check",
+                    ]
+                    .map(str::to_owned)
+                    .to_vec(),
                 ];
                 for v in views {
-                    let next = if v.in_map { "XX........ 2/10" } else { "orphan" };
+                    let next = if v.in_map {
+                        "XX........ 2/10"
+                    } else {
+                        "orphan"
+                    };
                     rows.push(vec![
-                        v.hcil, v.dev, v.dev_t, "1".into(), v.dm_st.into(), v.chk_st.into(), v.dev_st.into(),
+                        v.hcil,
+                        v.dev,
+                        v.dev_t,
+                        "1".into(),
+                        v.dm_st.into(),
+                        v.chk_st.into(),
+                        v.dev_st.into(),
                         next.into(),
                     ]);
                 }
@@ -238,7 +312,11 @@ impl World {
                 if k.dms.is_empty() {
                     return ExecOutput::ok("ok\n");
                 }
-                let mut rows = vec![vec!["name".to_owned(), "sysfs".to_owned(), "uuid".to_owned()]];
+                let mut rows = vec![vec![
+                    "name".to_owned(),
+                    "sysfs".to_owned(),
+                    "uuid".to_owned(),
+                ]];
                 for m in k.dms.values() {
                     rows.push(vec![m.name.clone(), m.dev_name(), m.wwid.clone()]);
                 }
@@ -282,26 +360,46 @@ impl World {
             }
             ["del", "map", key] | ["remove", "map", key] => match self.flush_map(host, key) {
                 Ok(()) => ExecOutput::ok("ok\n"),
-                Err(_) => ExecOutput { status: 1, stdout: "fail\n".into(), stderr: String::new() },
+                Err(_) => ExecOutput {
+                    status: 1,
+                    stdout: "fail\n".into(),
+                    stderr: String::new(),
+                },
             },
             ["resize", "map", key] => {
                 let Some(minor) = self.find_map(host, key) else {
-                    return ExecOutput { status: 1, stdout: "fail\n".into(), stderr: String::new() };
+                    return ExecOutput {
+                        status: 1,
+                        stdout: "fail\n".into(),
+                        stderr: String::new(),
+                    };
                 };
                 let h = self.host_mut(host);
                 let sizes: Vec<u64> = h
                     .kernel
                     .dms
                     .get(&minor)
-                    .map(|m| m.paths.iter().filter_map(|p| h.kernel.disk_by_name(p)).map(|d| d.size_bytes).collect())
+                    .map(|m| {
+                        m.paths
+                            .iter()
+                            .filter_map(|p| h.kernel.disk_by_name(p))
+                            .map(|d| d.size_bytes)
+                            .collect()
+                    })
                     .unwrap_or_default();
-                if let (Some(min), Some(m)) = (sizes.iter().min().copied(), h.kernel.dms.get_mut(&minor)) {
+                if let (Some(min), Some(m)) =
+                    (sizes.iter().min().copied(), h.kernel.dms.get_mut(&minor))
+                {
                     m.size_bytes = min;
                 }
                 ExecOutput::ok("ok\n")
             }
             ["reconfigure"] => ExecOutput::ok("ok\n"),
-            _ => ExecOutput { status: 1, stdout: String::new(), stderr: format!("multipathd: unknown command {words:?}\n") },
+            _ => ExecOutput {
+                status: 1,
+                stdout: String::new(),
+                stderr: format!("multipathd: unknown command {words:?}\n"),
+            },
         }
     }
 
@@ -352,6 +450,11 @@ mod tests {
 
     #[test]
     fn expands_wildcards() {
-        assert_eq!(expand("%d %w %q", |c| (c == 'd').then(|| "sda".into()).or((c == 'w').then(|| "3x".into()))), "sda 3x %q");
+        assert_eq!(
+            expand("%d %w %q", |c| (c == 'd')
+                .then(|| "sda".into())
+                .or((c == 'w').then(|| "3x".into()))),
+            "sda 3x %q"
+        );
     }
 }
