@@ -55,7 +55,8 @@ pub(crate) fn run(args: ServeArgs) -> Result<ExitCode> {
         out.flush()?;
         drop(out);
         agent.run(shutdown_signal()).await?;
-        println!("stopped");
+        // Whoever started us may have stopped reading stdout: never fail (or panic) on it.
+        let _ = writeln!(std::io::stdout(), "stopped");
         Ok(ExitCode::SUCCESS)
     })
 }

@@ -848,7 +848,7 @@ fn force_deletes_a_single_path_device_whose_flush_fails() {
         _ => out(0, "", ""),
     });
     let props = fc(json!({"target_wwn": TGT_A, "target_lun": 1}));
-    let used = DeviceInfo::block(HostPath::new(&a.by_path()).unwrap(), None, None);
+    let used = DeviceInfo::block(HostPath::new(a.by_path()).unwrap(), None, None);
     // No force: the flush failure keeps the device (data is not thrown away).
     let err = w
         .connector(false)

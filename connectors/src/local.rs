@@ -222,3 +222,193 @@ impl Connector for LocalConnector<'_> {
         Scsi::new(self.host).size_bytes(&p.device_path)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::fs;
+    use std::os::unix::fs::symlink;
+    use std::path::Path;
+
+    use serde_json::json;
+
+    use super::*;
+    use crate::testhost::{FakeHost, materialize};
+
+    const ISCSI_1LUN: &str = include_str!("../testdata/real-kernel/iscsi-1lun.walk");
+    const NVME_1CTRL: &str = include_str!("../testdata/real-kernel/nvme-tcp-1ctrl.walk");
+
+    fn write(root: &Path, path: &str, content: &str) {
+        let p = root.join(path.trim_start_matches('/'));
+        fs::create_dir_all(p.parent().unwrap()).unwrap();
+        fs::write(p, content).unwrap();
+    }
+
+    fn link(root: &Path, path: &str, target: &str) {
+        let p = root.join(path.trim_start_matches('/'));
+        fs::create_dir_all(p.parent().unwrap()).unwrap();
+        symlink(target, p).unwrap();
+    }
+
+    /// A host with `/dev/loop0` backed by `/var/lib/brick/vol-a.img`, laid out as the kernel does.
+    fn loop_host() -> FakeHost {
+        let host = FakeHost::new();
+        let root = host.root().to_path_buf();
+        let dev = "/sys/devices/virtual/block/loop0";
+        write(
+            &root,
+            &format!("{dev}/loop/backing_file"),
+            "/var/lib/brick/vol-a.img\n",
+        );
+        write(&root, &format!("{dev}/size"), "65536\n");
+        link(
+            &root,
+            "/sys/class/block/loop0",
+            "../../devices/virtual/block/loop0",
+        );
+        link(&root, "/sys/block/loop0", "../devices/virtual/block/loop0");
+        write(&root, "/dev/loop0", "");
+        link(&root, "/dev/disk/by-id/brick-vol-a", "../../loop0");
+        write(&root, "/etc/shadow", "root:*:\n");
+        link(
+            &root,
+            "/dev/disk/by-id/evil",
+            "../../../../../../etc/shadow",
+        );
+        fs::create_dir_all(root.join("dev/mapper")).unwrap();
+        host
+    }
+
+    fn local(path: &str) -> ConnectionProperties {
+        ConnectionProperties::from_json(&json!({"device_path": path}), Some(Protocol::Local))
+            .unwrap()
+    }
+
+    #[test]
+    fn loop_identity_is_a_valid_reversible_wwid() {
+        let w = loop_identity("/var/lib/brick/vol-a.img").unwrap();
+        assert_eq!(w.as_str(), "loop:%2Fvar%2Flib%2Fbrick%2Fvol-a.img");
+        let w = loop_identity("/tmp/a..b/100% x.img (deleted)").unwrap();
+        assert_eq!(
+            w.as_str(),
+            "loop:%2Ftmp%2Fa%2E%2Eb%2F100%25%20x.img%20(deleted)"
+        );
+        assert!(loop_identity(&format!("/{}", "a".repeat(300))).is_err());
+    }
+
+    #[test]
+    fn loop_device_path_is_reported_with_its_identity() {
+        let host = loop_host();
+        let c = LocalConnector::new(&host, ConnectorConfig::default());
+        for path in ["/dev/loop0", "/dev/disk/by-id/brick-vol-a"] {
+            let props = local(path);
+            let info = c.connect_volume(&props).unwrap();
+            assert_eq!(
+                serde_json::to_value(&info).unwrap(),
+                json!({"type": "local", "path": path})
+            );
+            let paths = c.get_volume_paths(&props).unwrap();
+            assert_eq!(paths.paths.len(), 1);
+            assert_eq!(paths.paths[0].path.as_str(), path);
+            assert_eq!(
+                paths.paths[0].device.as_ref().unwrap().as_str(),
+                "/dev/loop0"
+            );
+            assert_eq!(
+                paths.paths[0].wwid.as_ref().unwrap().as_str(),
+                "loop:%2Fvar%2Flib%2Fbrick%2Fvol-a.img"
+            );
+            assert!(paths.diagnostics.is_empty());
+        }
+        assert_eq!(c.get_search_path(), None);
+        assert!(c.get_all_available_volumes(None).unwrap().is_empty());
+    }
+
+    #[test]
+    fn disconnect_touches_nothing() {
+        let host = loop_host();
+        let c = LocalConnector::new(&host, ConnectorConfig::default());
+        let forced = DisconnectOptions {
+            force: true,
+            ignore_errors: false,
+        };
+        c.disconnect_volume(&local("/dev/loop0"), None, forced)
+            .unwrap();
+        c.disconnect_volume(&local("/dev/sdq"), None, DisconnectOptions::default())
+            .unwrap();
+        assert!(host.events().is_empty(), "{:?}", host.events());
+        assert!(host.exists("/dev/loop0") && host.exists("/sys/block/loop0"));
+    }
+
+    #[test]
+    fn hostile_or_missing_device_paths_are_refused() {
+        let host = loop_host();
+        let c = LocalConnector::new(&host, ConnectorConfig::default());
+        for (path, want) in [
+            (
+                "/dev/disk/by-id/evil",
+                "resolves to /etc/shadow, which is not under /dev",
+            ),
+            ("/etc/shadow", "not under /dev"),
+            ("/dev/mapper", "which is a directory"),
+        ] {
+            let err = c.connect_volume(&local(path)).unwrap_err();
+            assert!(
+                matches!(err, ConnectorError::NotABlockDevice { .. }),
+                "{err}"
+            );
+            assert!(err.to_string().contains(want), "{err}");
+            let paths = c.get_volume_paths(&local(path)).unwrap();
+            assert!(paths.paths.is_empty());
+            assert_eq!(paths.diagnostics.len(), 1);
+        }
+        let err = c.connect_volume(&local("/dev/sdq")).unwrap_err();
+        assert!(
+            matches!(err, ConnectorError::VolumeDeviceNotFound { .. }),
+            "{err}"
+        );
+        assert!(
+            c.get_volume_paths(&local("/dev/sdq"))
+                .unwrap()
+                .paths
+                .is_empty()
+        );
+        // `..` never gets past the properties.
+        assert!(
+            ConnectionProperties::from_json(
+                &json!({"device_path": "/dev/../etc/shadow"}),
+                Some(Protocol::Local)
+            )
+            .is_err()
+        );
+        assert!(host.events().is_empty());
+        let iscsi = ConnectionProperties::from_json(
+            &json!({"target_portal": "10.0.2.2:3260", "target_iqn": "iqn.2010-10.org.openstack:v", "target_lun": 1}),
+            Some(Protocol::Iscsi),
+        )
+        .unwrap();
+        assert!(matches!(
+            c.connect_volume(&iscsi).unwrap_err(),
+            ConnectorError::WrongProtocol { .. }
+        ));
+    }
+
+    #[test]
+    fn scsi_and_nvme_identities_from_real_captures() {
+        let host = FakeHost::new();
+        materialize(host.root(), ISCSI_1LUN, |_| true);
+        let c = LocalConnector::new(&host, ConnectorConfig::default());
+        let paths = c.get_volume_paths(&local("/dev/sda")).unwrap();
+        assert_eq!(
+            paths.paths[0].wwid.as_ref().unwrap().as_str(),
+            "360000000000000000e00000000010001"
+        );
+        let host = FakeHost::new();
+        materialize(host.root(), NVME_1CTRL, |_| true);
+        let c = LocalConnector::new(&host, ConnectorConfig::default());
+        let paths = c.get_volume_paths(&local("/dev/nvme0n1")).unwrap();
+        assert_eq!(
+            paths.paths[0].wwid.as_ref().unwrap().as_str(),
+            "uuid.50d85148-5f1d-4d77-9584-21f54a7af531"
+        );
+    }
+}

@@ -747,11 +747,14 @@ fn without_identity_only_a_single_new_namespace_is_accepted() {
     );
 }
 
+/// What a [`Timed`] host does once its clock passes the mark.
+type ClockAction<'a> = RefCell<Option<Box<dyn FnOnce(&Path) + 'a>>>;
+
 /// A host whose clock triggers an action once it passes `at` (a controller that reconnects).
 struct Timed<'a> {
     inner: &'a FakeHost,
     at: Duration,
-    action: RefCell<Option<Box<dyn FnOnce(&Path) + 'a>>>,
+    action: ClockAction<'a>,
 }
 
 impl Host for Timed<'_> {

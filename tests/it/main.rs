@@ -1,3 +1,4 @@
 //! End-to-end tests of the `brick` CLI and of the whole workspace: real processes, real files.
 
+mod agent;
 mod cli;

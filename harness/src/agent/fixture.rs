@@ -138,7 +138,8 @@ pub fn write_iscsi_host(root: &Path, sessions: u32, luns: u32) -> io::Result<Vec
                 ),
             )?;
             write(root, &format!("/dev/{name}"), "")?;
-            let by_path = format!("ip-{portal}-iscsi-{iqn}-lun-{l}");
+            let lun_name = brick_connectors::naming::format_lun(u64::from(l));
+            let by_path = format!("ip-{portal}-iscsi-{iqn}-lun-{lun_name}");
             link(
                 root,
                 &format!("/dev/disk/by-path/{by_path}"),
