@@ -177,19 +177,19 @@ impl Default for ConnectorConfig {
     }
 }
 
-/// The connector for `protocol` on `host`. iSCSI is available; other protocols return
-/// [`ConnectorError::Unsupported`] for now.
+/// The connector for `protocol` on `host` (every [`Protocol`] has one; the `Result` is kept
+/// for protocols that may be added without a connector).
 pub fn connector_for<'h>(
     protocol: Protocol,
     host: &'h dyn Host,
     config: ConnectorConfig,
 ) -> Result<Box<dyn Connector + 'h>, ConnectorError> {
-    match protocol {
-        Protocol::Iscsi => Ok(Box::new(crate::iscsi::IscsiConnector::new(host, config))),
-        other => Err(ConnectorError::Unsupported {
-            protocol: other.to_string(),
-        }),
-    }
+    Ok(match protocol {
+        Protocol::Iscsi => Box::new(crate::iscsi::IscsiConnector::new(host, config)),
+        Protocol::FibreChannel => Box::new(crate::fc::FcConnector::new(host, config)),
+        Protocol::Nvmeof => Box::new(crate::nvmeof::NvmeofConnector::new(host, config)),
+        Protocol::Local => Box::new(crate::local::LocalConnector::new(host, config)),
+    })
 }
 
 #[cfg(test)]

@@ -725,7 +725,9 @@ impl<'h> NvmeofConnector<'h> {
         let mut chain = ErrorChain::new();
         let mut heads = self.identity_devices(t);
         for p in device_info.map(|d| &d.path).into_iter().chain(device_path) {
-            match p.as_str().strip_prefix("/dev/") {
+            // A udev link (`/dev/disk/by-id/nvme-uuid.*`) counts as the device it leads to.
+            let real = self.fs().realpath(p).unwrap_or_else(|_| p.clone());
+            match real.as_str().strip_prefix("/dev/") {
                 Some(name) if parse_ns_name(name).is_some_and(|(_, c, _)| c.is_none()) => {
                     if !heads.contains(name) && !heads.is_empty() {
                         tracing::warn!(path = %p, found = ?heads,

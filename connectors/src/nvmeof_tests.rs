@@ -244,6 +244,31 @@ fn real_one_controller_is_matched_through_src_addr_and_hostnqn() {
 }
 
 #[test]
+fn real_disconnect_without_identity_uses_the_device_info_link() {
+    let host = capture_host(ONE_CTRL, &[0]);
+    let c = NvmeofConnector::new(&host, cfg(false));
+    let props = nvme(
+        json!({"nqn": NQN, "transport_type": "tcp", "target_portal": "127.0.0.1",
+        "target_port": 4420}),
+    );
+    // Without device_info nothing says which namespace is ours: the controller stays.
+    c.disconnect_volume(&props, None, DisconnectOptions::default())
+        .unwrap();
+    assert!(host.commands().is_empty(), "{:?}", host.commands());
+    let link = format!("/dev/disk/by-id/nvme-uuid.{UUID}");
+    let info = DeviceInfo::block(HostPath::new(link).unwrap(), None, None);
+    c.disconnect_volume(&props, Some(&info), DisconnectOptions::default())
+        .unwrap();
+    assert_eq!(
+        host.commands(),
+        vec![
+            "blockdev --flushbufs /dev/nvme0n1".to_owned(),
+            "nvme disconnect -d /dev/nvme0".to_owned(),
+        ]
+    );
+}
+
+#[test]
 fn real_disconnect_without_device_info_still_disconnects_the_controllers() {
     let host = capture_host(TWO_CTRL, &[0, 1]);
     let c = NvmeofConnector::new(&host, cfg(true));

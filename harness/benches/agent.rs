@@ -21,6 +21,12 @@ use tower::ServiceExt as _;
 const SESSIONS: u32 = 64;
 const LUNS: u32 = 128;
 
+/// `cargo bench` passes `--bench`; without it (`cargo test --all-targets`) the suite only
+/// smoke-tests itself on a tiny host, so the default test run stays fast.
+fn bench_mode() -> bool {
+    std::env::args().any(|a| a == "--bench")
+}
+
 struct Fixture {
     root: PathBuf,
     volume: SyntheticVolume,
@@ -105,10 +111,7 @@ fn serve() -> SocketAddr {
             config.listen = SocketAddr::from(([127, 0, 0, 1], 0));
             let agent = Agent::bind(config).await.expect("binds");
             tx.send(agent.local_addr()).expect("main waits");
-            agent
-                .run(std::future::pending())
-                .await
-                .expect("serves");
+            agent.run(std::future::pending()).await.expect("serves");
         });
     });
     rx.recv().expect("the agent starts")
@@ -173,13 +176,18 @@ fn main() {
         .tempdir()
         .expect("a temporary directory");
     let start = Instant::now();
-    let vols = write_iscsi_host(dir.path(), SESSIONS, LUNS).expect("the synthetic host");
+    let (sessions, luns) = if bench_mode() {
+        (SESSIONS, LUNS)
+    } else {
+        (2, 4)
+    };
+    let vols = write_iscsi_host(dir.path(), sessions, luns).expect("the synthetic host");
     let volume = vols
         .get(vols.len() / 2)
         .cloned()
         .expect("at least one volume");
     println!(
-        "synthetic host: {} by-path links ({SESSIONS} sessions x {LUNS} LUNs), built in {:.1?}",
+        "synthetic host: {} by-path links ({sessions} sessions x {luns} LUNs), built in {:.1?}",
         vols.len(),
         start.elapsed()
     );
@@ -190,6 +198,10 @@ fn main() {
     };
     if FIXTURE.set(fixture).is_err() {
         unreachable!("set once");
+    }
+    if !bench_mode() {
+        divan::main();
+        return;
     }
     println!(
         "agent: POST /v1/iscsi/paths?multipath=true on 8,192 paths: {:.0} requests/s (router, sequential)",

@@ -209,6 +209,11 @@ impl Lab {
         self.host(name).map(|h| h.id)
     }
 
+    /// The [`SimHost`] port of host `name` (the simulator behind the connectors' `Host` port).
+    pub fn sim_host(&self, host: &str) -> Result<&SimHost, LabError> {
+        Ok(&self.host(host)?.port)
+    }
+
     /// The root directory of host `name`.
     pub fn root(&self, host: &str) -> Result<&Path, LabError> {
         Ok(brick_connectors::Host::root(&self.host(host)?.port))

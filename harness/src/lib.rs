@@ -13,9 +13,11 @@ pub mod error;
 pub mod lab;
 pub mod report;
 pub mod simhost;
+pub mod target;
 pub mod verify;
 
 pub use checks::{PropertyKind, Violation};
 pub use error::LabError;
 pub use lab::{Attachment, Lab, LabHostSpec};
 pub use simhost::{SharedWorld, SimHost};
+pub use target::{Need, Target, TargetError, Tier};

@@ -94,7 +94,8 @@ fn call(req: Result<ureq::http::Response<ureq::Body>, ureq::Error>) -> (u16, Val
     let mut resp = req.expect("the agent answers");
     let status = resp.status().as_u16();
     let text = resp.body_mut().read_to_string().unwrap();
-    let body = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{status}: not JSON ({e}): {text}"));
+    let body =
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("{status}: not JSON ({e}): {text}"));
     (status, body)
 }
 
@@ -116,16 +117,34 @@ fn serve_refuses_unsafe_configurations() {
     let root = dir.path().to_str().unwrap();
     let o = brick(&["serve", "--root", root, "--listen", "0.0.0.0:0"]);
     assert_eq!(o.status.code(), Some(2), "{}", text(&o.stderr));
-    assert!(text(&o.stderr).contains("--token-file"), "{}", text(&o.stderr));
+    assert!(
+        text(&o.stderr).contains("--token-file"),
+        "{}",
+        text(&o.stderr)
+    );
     assert!(o.stdout.is_empty(), "must not listen: {}", text(&o.stdout));
 
     let empty = dir.path().join("empty-token");
     std::fs::write(&empty, " \n").unwrap();
-    let o = brick(&["serve", "--root", root, "--listen", "0.0.0.0:0", "--token-file", empty.to_str().unwrap()]);
+    let o = brick(&[
+        "serve",
+        "--root",
+        root,
+        "--listen",
+        "0.0.0.0:0",
+        "--token-file",
+        empty.to_str().unwrap(),
+    ]);
     assert_eq!(o.status.code(), Some(2));
     assert!(text(&o.stderr).contains("is empty"), "{}", text(&o.stderr));
 
-    let o = brick(&["serve", "--root", dir.path().join("missing").to_str().unwrap(), "--listen", "127.0.0.1:0"]);
+    let o = brick(&[
+        "serve",
+        "--root",
+        dir.path().join("missing").to_str().unwrap(),
+        "--listen",
+        "127.0.0.1:0",
+    ]);
     assert_eq!(o.status.code(), Some(2));
     assert!(text(&o.stderr).contains("missing"), "{}", text(&o.stderr));
 }
@@ -147,10 +166,26 @@ fn agent_over_tcp_is_guarded_and_read_only() {
     assert_eq!((status, &body["status"]), (200, &json!("ok")));
 
     let (status, body) = call(http.get(&url("/v1/orphans")).call());
-    assert_eq!((status, &body["error"]), (401, &json!("unauthorized")), "{body}");
-    let (status, body) = call(http.get(&url("/v1/orphans")).header("Authorization", "Bearer nope").call());
-    assert_eq!((status, &body["error"]), (401, &json!("unauthorized")), "{body}");
-    let (status, body) = call(http.get(&url("/v1/orphans")).header("Authorization", bearer).call());
+    assert_eq!(
+        (status, &body["error"]),
+        (401, &json!("unauthorized")),
+        "{body}"
+    );
+    let (status, body) = call(
+        http.get(&url("/v1/orphans"))
+            .header("Authorization", "Bearer nope")
+            .call(),
+    );
+    assert_eq!(
+        (status, &body["error"]),
+        (401, &json!("unauthorized")),
+        "{body}"
+    );
+    let (status, body) = call(
+        http.get(&url("/v1/orphans"))
+            .header("Authorization", bearer)
+            .call(),
+    );
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["orphans"], json!([]));
 
@@ -165,11 +200,27 @@ fn agent_over_tcp_is_guarded_and_read_only() {
     assert_eq!(body["paths"][0]["wwid"], vols[3].wwid.as_str());
 
     let big = "x".repeat(100 * 1024);
-    let (status, body) = call(http.post(&paths_url).header("Authorization", bearer).send(big.as_str()));
-    assert_eq!((status, &body["error"]), (413, &json!("payload_too_large")), "{body}");
+    let (status, body) = call(
+        http.post(&paths_url)
+            .header("Authorization", bearer)
+            .send(big.as_str()),
+    );
+    assert_eq!(
+        (status, &body["error"]),
+        (413, &json!("payload_too_large")),
+        "{body}"
+    );
 
-    let (status, body) = call(http.post(&paths_url).header("Authorization", bearer).send("{\"target_"));
-    assert_eq!((status, &body["error"]), (400, &json!("bad_json")), "{body}");
+    let (status, body) = call(
+        http.post(&paths_url)
+            .header("Authorization", bearer)
+            .send("{\"target_"),
+    );
+    assert_eq!(
+        (status, &body["error"]),
+        (400, &json!("bad_json")),
+        "{body}"
+    );
 
     for hostile in [
         json!({"target_portal": "10.0.1.1:3260", "target_iqn": "iqn.2010-10.org.x:../../../../etc/passwd", "target_lun": 1}),
@@ -182,14 +233,30 @@ fn agent_over_tcp_is_guarded_and_read_only() {
                 .header("Authorization", bearer)
                 .send_json(&hostile),
         );
-        assert_eq!((status, &body["error"]), (400, &json!("invalid_properties")), "{hostile}: {body}");
+        assert_eq!(
+            (status, &body["error"]),
+            (400, &json!("invalid_properties")),
+            "{hostile}: {body}"
+        );
     }
-    let (status, body) = call(http.get(&url("/v1/nvme-over-pigeons/volumes")).header("Authorization", bearer).call());
-    assert_eq!((status, &body["error"]), (404, &json!("unsupported_protocol")), "{body}");
+    let (status, body) = call(
+        http.get(&url("/v1/nvme-over-pigeons/volumes"))
+            .header("Authorization", bearer)
+            .call(),
+    );
+    assert_eq!(
+        (status, &body["error"]),
+        (404, &json!("unsupported_protocol")),
+        "{body}"
+    );
 
     let status = served.stop();
     assert!(status.success(), "graceful shutdown failed: {status}");
-    assert_eq!(before, snapshot(host.path()).unwrap(), "the agent changed the host tree");
+    assert_eq!(
+        before,
+        snapshot(host.path()).unwrap(),
+        "the agent changed the host tree"
+    );
 }
 
 /// Writes the properties the array gives `host` for `volume` to a file.
@@ -199,13 +266,32 @@ fn props_file(lab: &Lab, volume: &str, host: &str, dir: &Path) -> String {
     path.to_str().unwrap().to_owned()
 }
 
-fn verify_migration(src: &Served, dst: &Served, dest_props: &str, source_props: &str) -> (i32, Value) {
+fn verify_migration(
+    src: &Served,
+    dst: &Served,
+    dest_props: &str,
+    source_props: &str,
+) -> (i32, Value) {
     let o = brick(&[
-        "verify", "migration", "--source", &src.url, "--dest", &dst.url, "--props", dest_props,
-        "--source-props", source_props, "--json",
+        "verify",
+        "migration",
+        "--source",
+        &src.url,
+        "--dest",
+        &dst.url,
+        "--props",
+        dest_props,
+        "--source-props",
+        source_props,
+        "--json",
     ]);
-    let report: Value = serde_json::from_slice(&o.stdout)
-        .unwrap_or_else(|e| panic!("no JSON report ({e}): {}{}", text(&o.stdout), text(&o.stderr)));
+    let report: Value = serde_json::from_slice(&o.stdout).unwrap_or_else(|e| {
+        panic!(
+            "no JSON report ({e}): {}{}",
+            text(&o.stdout),
+            text(&o.stderr)
+        )
+    });
     (o.status.code().unwrap_or(-1), report)
 }
 
@@ -215,11 +301,17 @@ fn verify_migration(src: &Served, dst: &Served, dest_props: &str, source_props: 
 fn live_migration_is_verified_over_http_and_a_leaked_source_is_caught() {
     let roots = tempfile::tempdir().unwrap();
     let files = tempfile::tempdir().unwrap();
-    let (src_root, dst_root) = (roots.path().join("compute-1"), roots.path().join("compute-2"));
+    let (src_root, dst_root) = (
+        roots.path().join("compute-1"),
+        roots.path().join("compute-2"),
+    );
     let mut lab = Lab::new(6);
-    lab.add_host_at(LabHostSpec::single("compute-1"), &src_root).unwrap();
-    lab.add_host_at(LabHostSpec::single("compute-2"), &dst_root).unwrap();
-    lab.add_array(ArraySpec::new("array-1", vec!["10.0.0.1:3260".to_owned()])).unwrap();
+    lab.add_host_at(LabHostSpec::single("compute-1"), &src_root)
+        .unwrap();
+    lab.add_host_at(LabHostSpec::single("compute-2"), &dst_root)
+        .unwrap();
+    lab.add_array(ArraySpec::new("array-1", vec!["10.0.0.1:3260".to_owned()]))
+        .unwrap();
     let src = Served::start(&src_root, &[]);
     let dst = Served::start(&dst_root, &[]);
 
@@ -231,7 +323,8 @@ fn live_migration_is_verified_over_http_and_a_leaked_source_is_caught() {
     lab.map("vol-a", "compute-2").unwrap();
     lab.attach("vol-a", "compute-2").unwrap();
     let dest_a = props_file(&lab, "vol-a", "compute-2", files.path());
-    lab.detach("vol-a", "compute-1", DisconnectOptions::default(), true).unwrap();
+    lab.detach("vol-a", "compute-1", DisconnectOptions::default(), true)
+        .unwrap();
     lab.unmap("vol-a", "compute-1").unwrap();
     // udev removes links asynchronously; a gate job verifies once the hosts have settled.
     lab.settle().unwrap();
@@ -261,22 +354,39 @@ fn live_migration_is_verified_over_http_and_a_leaked_source_is_caught() {
         .unwrap();
     let leftover = &source["paths"][0];
     assert!(
-        leftover["path"].as_str().unwrap().starts_with("/dev/disk/by-path/ip-10.0.0.1:3260-iscsi-"),
+        leftover["path"]
+            .as_str()
+            .unwrap()
+            .starts_with("/dev/disk/by-path/ip-10.0.0.1:3260-iscsi-"),
         "{source:#}"
     );
     assert_eq!(leftover["wwid"], wwid_b.as_str(), "{source:#}");
     let reasons = report["reasons"].to_string();
-    assert!(reasons.contains(leftover["path"].as_str().unwrap()) && reasons.contains(&wwid_b), "{reasons}");
+    assert!(
+        reasons.contains(leftover["path"].as_str().unwrap()) && reasons.contains(&wwid_b),
+        "{reasons}"
+    );
 
     // Leaked the other way: the array unmaps the source without a host detach.
     lab.unmap("vol-b", "compute-1").unwrap();
     let (code, report) = verify_migration(&src, &dst, &dest_b, &src_b);
     assert_eq!(code, 1, "unmap without detach not caught: {report:#}");
-    assert!(report["reasons"].to_string().contains(&wwid_b), "{report:#}");
+    assert!(
+        report["reasons"].to_string().contains(&wwid_b),
+        "{report:#}"
+    );
 
     // The plain detach check on both hosts for vol-a: clean.
-    let o = brick(&["verify", "detach", "--host", &src.url, "--props", &src_a, "--json"]);
-    assert_eq!(o.status.code(), Some(0), "{}{}", text(&o.stdout), text(&o.stderr));
+    let o = brick(&[
+        "verify", "detach", "--host", &src.url, "--props", &src_a, "--json",
+    ]);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}{}",
+        text(&o.stdout),
+        text(&o.stderr)
+    );
 
     assert!(src.stop().success());
     assert!(dst.stop().success());
@@ -297,12 +407,35 @@ fn verify_cannot_verify_without_agents_or_with_bad_properties() {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         format!("http://{}", l.local_addr().unwrap())
     };
-    let o = brick(&["verify", "detach", "--host", &dead, "--props", props.to_str().unwrap(), "--json"]);
+    let o = brick(&[
+        "verify",
+        "detach",
+        "--host",
+        &dead,
+        "--props",
+        props.to_str().unwrap(),
+        "--json",
+    ]);
     assert_eq!(o.status.code(), Some(2), "{}", text(&o.stdout));
     let report: Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(report["verdict"], "error");
-    std::fs::write(&props, r#"{"driver_volume_type": "iscsi", "data": {"target_lun": -1}}"#).unwrap();
-    let o = brick(&["verify", "detach", "--host", &dead, "--props", props.to_str().unwrap()]);
+    std::fs::write(
+        &props,
+        r#"{"driver_volume_type": "iscsi", "data": {"target_lun": -1}}"#,
+    )
+    .unwrap();
+    let o = brick(&[
+        "verify",
+        "detach",
+        "--host",
+        &dead,
+        "--props",
+        props.to_str().unwrap(),
+    ]);
     assert_eq!(o.status.code(), Some(2));
-    assert!(text(&o.stderr).contains("connection properties"), "{}", text(&o.stderr));
+    assert!(
+        text(&o.stderr).contains("connection properties"),
+        "{}",
+        text(&o.stderr)
+    );
 }

@@ -381,6 +381,20 @@ async fn links_pointing_outside_the_root_are_resolved_inside_it() {
             "real /etc/passwd content leaked: {diags}"
         );
     }
+    // A local volume whose device_path is the real /etc/passwd, or a link to it: the agent
+    // only ever looks inside the root, where neither exists.
+    std::os::unix::fs::symlink("/etc/passwd", f.dir.path().join("dev/evil")).unwrap();
+    for device_path in ["/etc/passwd", "/dev/evil"] {
+        let props = json!({"driver_volume_type": "local", "data": {"device_path": device_path}});
+        let (status, _, body) = call(f.app(), post("/v1/local/paths", props.to_string())).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(
+            body["paths"],
+            json!([]),
+            "followed outside the root: {body}"
+        );
+        assert!(!body.to_string().contains("root:x"), "{body}");
+    }
     let (_, _, body) = call(f.app(), get("/v1/orphans")).await;
     let text = body.to_string();
     assert!(!text.contains("root:x"), "{text}");
