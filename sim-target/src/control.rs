@@ -55,6 +55,9 @@ impl World {
                 "not an absolute path",
             ));
         }
+        if self.faults.crashed(host) {
+            return Err(ControlError::new(Errno::EIO, path, "crash fault"));
+        }
         let tree = self.tree(host);
         let Some(real) = tree.resolve(path) else {
             return Err(ControlError::new(Errno::ENOENT, path, "no such file"));

@@ -98,6 +98,15 @@ pub enum Fault {
         /// Extra delay.
         extra: Duration,
     },
+    /// The process driving the host dies: after `after` more side effects (commands, control
+    /// writes, link removals), every later one fails (commands exit 137, writes EIO) until
+    /// cleared. Models a crash between two steps of a detach, followed by a retry.
+    Crash {
+        /// Host.
+        host: HostId,
+        /// Side effects that still succeed.
+        after: u32,
+    },
 }
 
 impl Fault {
@@ -111,7 +120,8 @@ impl Fault {
             | Fault::UdevLate { host, .. }
             | Fault::UdevLost { host, .. }
             | Fault::PortalDown { host, .. }
-            | Fault::MultipathdSlowRemove { host, .. } => *host,
+            | Fault::MultipathdSlowRemove { host, .. }
+            | Fault::Crash { host, .. } => *host,
         }
     }
 
@@ -134,9 +144,11 @@ pub(crate) struct Faults {
 
 impl Faults {
     pub(crate) fn inject(&mut self, f: Fault) {
-        let left = match f.times() {
-            Times::Always => None,
-            Times::Count(n) => Some(n),
+        let left = match (&f, f.times()) {
+            // Remaining side effects + 1: 1 means "crashed", never disarms by itself.
+            (Fault::Crash { after, .. }, _) => Some(after.saturating_add(1)),
+            (_, Times::Always) => None,
+            (_, Times::Count(n)) => Some(n),
         };
         if left != Some(0) {
             self.armed.push((f, left));
@@ -174,6 +186,23 @@ impl Faults {
         true
     }
 
+    /// Whether a side effect on `host` is refused by a [`Fault::Crash`] (consumes one of the
+    /// side effects it still allows).
+    pub(crate) fn crashed(&mut self, host: HostId) -> bool {
+        for (f, left) in &mut self.armed {
+            if let (Fault::Crash { host: h, .. }, Some(n)) = (&*f, left.as_mut())
+                && *h == host
+            {
+                if *n > 1 {
+                    *n -= 1;
+                    return false;
+                }
+                return true;
+            }
+        }
+        false
+    }
+
     /// Sum of the extra durations of matching faults.
     pub(crate) fn extra(&self, pick: impl Fn(&Fault) -> Option<Duration>) -> Duration {
         self.armed.iter().filter_map(|(f, _)| pick(f)).sum()
@@ -205,5 +234,19 @@ mod tests {
         }
         f.clear();
         assert!(!f.any(is));
+    }
+
+    #[test]
+    fn crash_allows_a_budget_then_refuses_everything() {
+        let mut f = Faults::default();
+        let h = HostId(0);
+        f.inject(Fault::Crash { host: h, after: 2 });
+        assert!(!f.crashed(h));
+        assert!(!f.crashed(h));
+        assert!(f.crashed(h));
+        assert!(f.crashed(h));
+        assert!(!f.crashed(HostId(1)));
+        f.clear();
+        assert!(!f.crashed(h));
     }
 }

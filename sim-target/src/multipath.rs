@@ -48,6 +48,11 @@ pub(crate) enum FlushError {
 }
 
 impl World {
+    /// Truth: the device names in multipathd's path table (`multipathd show paths`).
+    pub fn multipathd_paths(&self, host: HostId) -> Vec<String> {
+        self.host_ref(host).mpd.paths.keys().cloned().collect()
+    }
+
     fn mpd_active(&self, host: HostId) -> bool {
         let m = &self.host_ref(host).mpd;
         m.installed && m.running

@@ -232,6 +232,9 @@ impl World {
                 "only /dev links can be removed",
             ));
         }
+        if self.faults.crashed(host) {
+            return Err(ControlError::new(Errno::EIO, path, "crash fault"));
+        }
         let table = self.dev_link_table(host);
         if !table.contains_key(path) {
             let t = self.tree(host);

@@ -20,6 +20,9 @@ impl World {
         };
         let name = prog.rsplit('/').next().unwrap_or(prog);
         tracing::debug!(%host, ?argv, "exec");
+        if self.faults.crashed(host) {
+            return ExecOutput::err(137, format!("{prog}: killed (crash fault)\n"));
+        }
         match name {
             "iscsiadm" => self.iscsiadm(host, argv),
             "multipath" | "multipathd" if !self.host_ref(host).mpd.installed => {
