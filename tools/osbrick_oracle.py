@@ -17,7 +17,7 @@ is read or written and no privilege is needed:
 
 Single query:
 
-    osbrick_oracle.py --root ROOT --protocol iscsi|fc|nvmeof --props PROPS.json \
+    osbrick_oracle.py --root ROOT [--protocol iscsi|fc|nvmeof] --props PROPS.json \
         [--multipath] [--commands CMDS.json]
 
 prints a JSON array: the sorted host paths os-brick reports.
@@ -29,6 +29,9 @@ Batch (one Python start-up for many queries):
 where JOBS.json is a list of {"root", "protocol", "props", "multipath", "commands"} objects
 (props and commands inline) and the output is a JSON list with, per job, either
 {"paths": [...]} or {"error": "..."}.
+
+Serve (one process for a whole test): `osbrick_oracle.py --serve` reads one such job list per
+line on stdin and answers each with one line of results on stdout, until end of input.
 
 PROPS may be the bare `data` dict or the {"driver_volume_type", "data"} wrapper.  CMDS is a
 list of {"argv": [...], "status": int, "stdout": str, "stderr": str}.
@@ -49,6 +52,7 @@ import builtins
 import copy
 import glob as glob_mod
 import json
+import logging
 import os
 import os.path
 import stat as stat_mod
@@ -346,8 +350,14 @@ def unwrap(props):
 
 
 def run_job(root, protocol, props, multipath, commands, trace=False):
-    """os-brick's get_volume_paths for `props` on the host under `root`: sorted host paths."""
+    """os-brick's get_volume_paths for `props` on the host under `root`: sorted host paths.
+
+    `protocol` None means: the wrapper's driver_volume_type."""
     fs = ChrootFs(root)
+    if protocol is None:
+        protocol = props.get("driver_volume_type") if isinstance(props, dict) else None
+        if not isinstance(protocol, str):
+            raise OracleError("no --protocol and no driver_volume_type in the properties")
     props = copy.deepcopy(unwrap(props))
     if not isinstance(props, dict):
         raise OracleError("connection properties must be a JSON object")
@@ -365,7 +375,7 @@ def run_job(root, protocol, props, multipath, commands, trace=False):
             )
             props = conn._add_targets_to_connection_properties(props)
             paths = conn.get_volume_paths(props)
-        elif proto in ("nvmeof", "nvme"):
+        elif proto in ("nvmeof", "nvme", "nvme-of"):
             # A class-level cache; each job may be a different host.
             osb_nvmeof.NVMeOFConnector.native_multipath_supported = None
             conn = osb_connector.InitiatorConnector.factory(
@@ -392,16 +402,21 @@ def _no_hostnqn_creation(*args, **kwargs):
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--root")
-    ap.add_argument("--protocol", default="iscsi")
+    ap.add_argument(
+        "--protocol", help="iscsi, fc or nvmeof; default: the props' driver_volume_type"
+    )
     ap.add_argument("--props")
     ap.add_argument("--multipath", action="store_true")
     ap.add_argument("--commands")
     ap.add_argument("--batch")
+    ap.add_argument("--serve", action="store_true")
     ap.add_argument("--trace", action="store_true", help="log every redirected call to stderr")
     ap.add_argument("--version", action="store_true", help="print os-brick's version")
     args = ap.parse_args(argv)
 
     priv_nvme.create_hostnqn = _no_hostnqn_creation
+    # os-brick warns on ordinary answers ("No active sessions"); only errors unless tracing.
+    logging.getLogger("os_brick").setLevel(logging.DEBUG if args.trace else logging.ERROR)
 
     if args.version:
         from importlib import metadata
@@ -417,14 +432,13 @@ def main(argv=None):
             print(f"cannot read {path}: {exc}", file=sys.stderr)
             sys.exit(2)
 
-    if args.batch:
-        jobs = load(args.batch)
+    def run_batch(jobs):
         results = []
         for job in jobs:
             try:
                 paths = run_job(
                     job["root"],
-                    job.get("protocol", "iscsi"),
+                    job.get("protocol"),
                     job["props"],
                     bool(job.get("multipath", False)),
                     job.get("commands", []),
@@ -433,7 +447,25 @@ def main(argv=None):
                 results.append({"paths": paths})
             except Exception as exc:  # reported per job, the batch goes on
                 results.append({"error": f"{type(exc).__name__}: {exc}"})
-        print(json.dumps(results))
+        return results
+
+    if args.batch:
+        print(json.dumps(run_batch(load(args.batch))))
+        return 0
+
+    if args.serve:
+        for line in sys.stdin:
+            if not line.strip():
+                continue
+            try:
+                jobs = json.loads(line)
+                if not isinstance(jobs, list):
+                    raise ValueError("a line must be a JSON list of jobs")
+                out = run_batch(jobs)
+            except ValueError as exc:
+                out = {"error": f"bad request: {exc}"}
+            sys.stdout.write(json.dumps(out) + "\n")
+            sys.stdout.flush()
         return 0
 
     if not args.root or not args.props:

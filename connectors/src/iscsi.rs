@@ -197,8 +197,11 @@ impl<'h> IscsiConnector<'h> {
         }
         // Manual scan mode on every connect: discovery may have re-created the node with
         // automatic scans (os-brick d310e06).
+        let scan_mode = "manual";
+        #[cfg(feature = "mutants")]
+        let scan_mode = if crate::mutants::active(crate::mutants::Mutant::NoManualScan) { "auto" } else { scan_mode };
         let scan = self
-            .node_update(t, "node.session.scan", "manual", &[])
+            .node_update(t, "node.session.scan", scan_mode, &[])
             .or_else(|e| match e {
                 ConnectorError::CommandFailed { stderr, .. } => Ok(crate::host::CmdOutput {
                     status: 1,
@@ -257,6 +260,8 @@ impl<'h> IscsiConnector<'h> {
         };
         let rescans = i64::from(self.config.device_scan_attempts);
         let lun = vol.kernel_lun(t);
+        #[cfg(feature = "mutants")]
+        let lun = if crate::mutants::active(crate::mutants::Mutant::ScanIgnoresAddressing) { t.lun.get() } else { lun };
         let (mut num_rescans, mut next_scan): (i64, i64) =
             if manual_scan { (-1, 0) } else { (0, 4) };
         let mut do_scans = rescans > 0 || manual_scan;
@@ -385,6 +390,8 @@ impl<'h> IscsiConnector<'h> {
             }
             progress(&found, &mut just_added, &mut wwn, &mut mpath);
         }
+        #[cfg(feature = "mutants")]
+        if crate::mutants::active(crate::mutants::Mutant::NoMultipathGrace) && mpath.is_none() && let Some(first) = found.first() { return Ok(DeviceInfo::block(dev_node(first)?, wwn, None)); }
         if !found.is_empty() && mpath.is_none() {
             tracing::debug!("all portals tried, giving the dm 10 seconds to appear");
             let deadline = self.host.now() + MPATH_GRACE;
@@ -423,6 +430,8 @@ impl<'h> IscsiConnector<'h> {
         discover: bool,
         is_disconnect: bool,
     ) -> Result<Vec<Target>, ConnectorError> {
+        #[cfg(feature = "mutants")]
+        let vol = &if discover && crate::mutants::active(crate::mutants::Mutant::ConnectAllDiscovered) { Volume { explicit_targets: false, explicit_iqns: false, ..vol.clone() } } else { vol.clone() };
         if vol.explicit_targets {
             return Ok(vol.targets.clone());
         }
@@ -638,6 +647,8 @@ impl<'h> IscsiConnector<'h> {
         is_disconnect: bool,
     ) -> Result<(), ConnectorError> {
         let force = opts.force;
+        #[cfg(feature = "mutants")]
+        let force = force && !crate::mutants::active(crate::mutants::Mutant::ForceIgnored);
         let mut chain = ErrorChain::new();
         let targets = match targets {
             Some(t) => t,
@@ -654,6 +665,8 @@ impl<'h> IscsiConnector<'h> {
         for ConnDevices { belong, .. } in &devices_map {
             remove.extend(belong.iter().cloned());
         }
+        #[cfg(feature = "mutants")]
+        if crate::mutants::active(crate::mutants::Mutant::OnlyDeviceInfoDevices) { remove.retain(|d| device_info.is_some_and(|i| i.path.file_name() == d)); }
         let remove: Vec<String> = remove.into_iter().collect();
         let path_used = device_info
             .map(|d| d.path.clone())
@@ -676,6 +689,10 @@ impl<'h> IscsiConnector<'h> {
             ..
         } in &devices_map
         {
+            #[cfg(feature = "mutants")]
+            if crate::mutants::active(crate::mutants::Mutant::NoLogout) { continue; }
+            #[cfg(feature = "mutants")]
+            let others = if crate::mutants::active(crate::mutants::Mutant::LogoutWithOthers) { &BTreeSet::new() } else { others };
             if !others.is_empty() {
                 tracing::info!(%portal, %iqn, others = ?others, "session carries other LUNs; staying logged in");
                 continue;
@@ -690,6 +707,8 @@ impl<'h> IscsiConnector<'h> {
                 self.mp().del_map(&dm, &name)
             })?;
         }
+        #[cfg(feature = "mutants")]
+        let opts = DisconnectOptions { ignore_errors: opts.ignore_errors || (force && crate::mutants::active(crate::mutants::Mutant::ForceSwallowsErrors)), ..opts };
         chain.finish(opts.ignore_errors, &format!("{remove:?}"))
     }
 
@@ -723,9 +742,17 @@ impl<'h> IscsiConnector<'h> {
                 continue;
             }
             let lun = vol.kernel_lun(t);
+            #[cfg(feature = "mutants")]
+            let lun = if crate::mutants::active(crate::mutants::Mutant::DetachIgnoresAddressing) { t.lun.get() } else { lun };
             let entry = entry_for(&mut map, t);
             for s in matching {
+                #[cfg(feature = "mutants")]
+                if crate::mutants::active(crate::mutants::Mutant::RescanOnDetach) && let Ok(Some(h)) = self.scsi().get_hctl(s.sid, 0) { let _ = self.scsi().scan(&crate::scsi::Hctl { channel: None, target: None, ..h }); }
                 for (dev_lun, dev) in self.scsi().session_devices(s.sid)? {
+                    #[cfg(feature = "mutants")]
+                    if crate::mutants::active(crate::mutants::Mutant::DevicesFromByPath) && !self.by_path_leads_to(vol, t, dev_lun, &dev) { continue; }
+                    #[cfg(feature = "mutants")]
+                    let dev_lun = if crate::mutants::active(crate::mutants::Mutant::RemoveAllSessionDevices) { lun } else { dev_lun };
                     if dev_lun == lun {
                         entry.belong.insert(dev);
                     } else {
@@ -760,23 +787,44 @@ impl<'h> IscsiConnector<'h> {
         let scsi = self.scsi();
         let mp = self.mp();
         let dm = scsi.find_multipath_dm(devices);
+        #[cfg(feature = "mutants")]
+        let dm = if crate::mutants::active(crate::mutants::Mutant::BranchOnUseMultipath) && !self.config.use_multipath { None } else { dm };
         let name = dm.as_deref().and_then(|d| scsi.dm_name(d));
         let mut failed = None;
+        let remove_paths = |chain: &mut ErrorChain| -> Result<(), ConnectorError> {
+            for dev in devices {
+                let node = dev_node(dev)?;
+                let flush = requires_flush(&self.fs(), &node, path_used, was_multipath);
+                #[cfg(feature = "mutants")]
+                let flush = flush || crate::mutants::active(crate::mutants::Mutant::FlushEveryPath);
+                scsi.remove_scsi_device(dev, force, chain, flush)?;
+            }
+            Ok(())
+        };
+        #[cfg(feature = "mutants")]
+        if crate::mutants::active(crate::mutants::Mutant::DeletePathsBeforeMapFlush) { remove_paths(chain)?; }
         let multipath_running = if let (Some(dm), Some(name)) = (&dm, &name) {
             tracing::info!(dm, map = name, devices = ?devices, "removing multipathed devices");
-            let flushed = chain.step(force, &format!("flushing {name}"), || mp.flush_map(name))?;
+            let step_force = force;
+            #[cfg(feature = "mutants")]
+            let step_force = step_force || crate::mutants::active(crate::mutants::Mutant::ContinueAfterFlushFailure);
+            let flushed = chain.step(step_force, &format!("flushing {name}"), || mp.flush_map(name))?;
             if flushed.is_none() {
                 failed = Some((dm.clone(), name.clone()));
+                #[cfg(feature = "mutants")]
+                if crate::mutants::active(crate::mutants::Mutant::ReflushOutsideForce) { mp.flush_map(name)?; }
             }
             true
         } else {
             tracing::info!(devices = ?devices, "removing single pathed devices");
             mp.is_running()
         };
-        for dev in devices {
-            let node = dev_node(dev)?;
-            let flush = requires_flush(&self.fs(), &node, path_used, was_multipath);
-            scsi.remove_scsi_device(dev, force, chain, flush)?;
+        #[cfg(feature = "mutants")]
+        let paths_removed = crate::mutants::active(crate::mutants::Mutant::DeletePathsBeforeMapFlush);
+        #[cfg(not(feature = "mutants"))]
+        let paths_removed = false;
+        if !paths_removed {
+            remove_paths(chain)?;
         }
         let waited = scsi.wait_for_removal(devices);
         scsi.remove_scsi_symlinks(devices);
@@ -785,6 +833,8 @@ impl<'h> IscsiConnector<'h> {
             &format!("waiting for removal of {devices:?}"),
             || waited,
         )?;
+        #[cfg(feature = "mutants")]
+        let multipath_running = multipath_running && !crate::mutants::active(crate::mutants::Mutant::NoWaitMultipathd);
         if multipath_running {
             let remaining = mp.wait_paths_removed(devices);
             if !remaining.is_empty() {
@@ -889,6 +939,8 @@ impl<'h> IscsiConnector<'h> {
         let fs = self.fs();
         let mut res = VolumePaths::default();
         let targets: Vec<&Target> = if self.config.use_multipath {
+            #[cfg(feature = "mutants")]
+            if crate::mutants::active(crate::mutants::Mutant::PathsFirstTargetOnly) { return self.volume_paths(&Volume { targets: vol.targets.iter().take(1).cloned().collect(), ..vol.clone() }); }
             vol.targets.iter().collect()
         } else {
             let sessions = self.sysfs_sessions(&mut res.diagnostics);
@@ -958,6 +1010,16 @@ impl<'h> IscsiConnector<'h> {
             }
         }
         res
+    }
+}
+
+#[cfg(feature = "mutants")]
+impl IscsiConnector<'_> {
+    /// Mutant helper: whether the by-path link of `(t.portal, t.iqn, lun)` resolves to `dev`.
+    fn by_path_leads_to(&self, vol: &Volume, t: &Target, lun: u64, dev: &str) -> bool {
+        let t = Target { lun: Lun::new(lun), ..t.clone() };
+        let vol = Volume { mode: AddressingMode::Transparent, ..vol.clone() };
+        self.by_path_candidates(&vol, &t).iter().any(|p| self.fs().realpath(p).is_ok_and(|r| r.file_name() == dev))
     }
 }
 

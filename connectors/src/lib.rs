@@ -26,6 +26,8 @@ pub mod iscsi;
 pub mod iscsiadm;
 pub mod local;
 pub mod multipath;
+#[cfg(feature = "mutants")]
+pub mod mutants;
 pub mod naming;
 pub mod nvmeof;
 pub mod orphans;

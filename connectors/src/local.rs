@@ -40,6 +40,9 @@ pub fn loop_identity(backing_file: &str) -> Result<Wwid, IdError> {
     Wwid::new(&out)
 }
 
+/// How [`loop_identity`] encodes the kernel's ` (deleted)` suffix of an unlinked backing file.
+const LOOP_DELETED: &str = "%20(deleted)";
+
 /// The local connector. Built by [`crate::connector_for`] or [`LocalConnector::new`].
 pub struct LocalConnector<'h> {
     host: &'h dyn Host,
@@ -137,6 +140,27 @@ impl<'h> LocalConnector<'h> {
     }
 }
 
+impl LocalConnector<'_> {
+    /// Why `device` has no identity, in words: a loop device that is not attached, a
+    /// partition, or a device whose kernel driver shows none.
+    fn no_identity_reason(&self, device: &HostPath) -> String {
+        let name = device.file_name();
+        let fs = self.fs();
+        let dir = HostPath::new("/sys/class/block").and_then(|d| d.join(name));
+        let has = |attr: &str| {
+            dir.as_ref()
+                .is_ok_and(|d| d.join(attr).is_ok_and(|a| fs.exists(&a)))
+        };
+        if has("partition") {
+            format!("{device} is a partition: it has no identity of its own")
+        } else if name.starts_with("loop") && !has("loop") {
+            format!("loop device {device} is not attached (no loop/backing_file)")
+        } else {
+            format!("no sysfs identity for {device}")
+        }
+    }
+}
+
 impl Connector for LocalConnector<'_> {
     fn protocol(&self) -> Protocol {
         Protocol::Local
@@ -184,12 +208,20 @@ impl Connector for LocalConnector<'_> {
             }
         };
         let wwid = match self.identity(device.file_name()) {
-            Ok(Some(w)) => Some(w),
+            Ok(Some(w)) => {
+                if w.as_str().starts_with("loop:") && w.as_str().ends_with(LOOP_DELETED) {
+                    res.diagnostics.push(Diagnostic::at(
+                        path,
+                        format!(
+                            "the backing file of {device} was deleted: it no longer leads to a live volume (leaked detach?)"
+                        ),
+                    ));
+                }
+                Some(w)
+            }
             Ok(None) => {
-                res.diagnostics.push(Diagnostic::at(
-                    path,
-                    format!("no sysfs identity for {device}"),
-                ));
+                res.diagnostics
+                    .push(Diagnostic::at(path, self.no_identity_reason(&device)));
                 None
             }
             Err(e) => {
@@ -321,6 +353,49 @@ mod tests {
         }
         assert_eq!(c.get_search_path(), None);
         assert!(c.get_all_available_volumes(None).unwrap().is_empty());
+    }
+
+    #[test]
+    fn deleted_detached_and_partition_loop_devices_are_explained() {
+        let host = loop_host();
+        let root = host.root().to_path_buf();
+        let c = LocalConnector::new(&host, ConnectorConfig::default());
+        // The backing file was unlinked while attached (the kernel appends " (deleted)").
+        write(
+            &root,
+            "/sys/devices/virtual/block/loop0/loop/backing_file",
+            "/var/lib/brick/vol-a.img (deleted)\n",
+        );
+        let paths = c.get_volume_paths(&local("/dev/loop0")).unwrap();
+        assert_eq!(
+            paths.paths[0].wwid.as_ref().unwrap().as_str(),
+            "loop:%2Fvar%2Flib%2Fbrick%2Fvol-a.img%20(deleted)"
+        );
+        assert_eq!(paths.diagnostics.len(), 1);
+        assert!(paths.diagnostics[0].message.contains("was deleted"));
+        // A partition of it: no loop/ directory of its own.
+        let part = "/sys/devices/virtual/block/loop0/loop0p1";
+        write(&root, &format!("{part}/partition"), "1\n");
+        link(
+            &root,
+            "/sys/class/block/loop0p1",
+            "../../devices/virtual/block/loop0/loop0p1",
+        );
+        write(&root, "/dev/loop0p1", "");
+        let paths = c.get_volume_paths(&local("/dev/loop0p1")).unwrap();
+        assert_eq!(paths.paths[0].wwid, None);
+        assert!(
+            paths.diagnostics[0].message.contains("is a partition"),
+            "{paths:?}"
+        );
+        // Detached: the kernel removes loop/, /dev/loop0 and /sys/class/block/loop0 stay.
+        fs::remove_dir_all(root.join("sys/devices/virtual/block/loop0/loop")).unwrap();
+        let paths = c.get_volume_paths(&local("/dev/loop0")).unwrap();
+        assert_eq!(paths.paths[0].wwid, None);
+        assert!(
+            paths.diagnostics[0].message.contains("not attached"),
+            "{paths:?}"
+        );
     }
 
     #[test]

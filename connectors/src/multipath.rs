@@ -187,7 +187,10 @@ impl<'h> Multipath<'h> {
     pub(crate) fn flush_map(&self, name: &str) -> Result<(), ConnectorError> {
         tracing::info!(map = name, "flushing multipath map");
         let cmd = Cmd::new("multipath").args(["-f", name]);
-        run_with_retries(self.host, &cmd, 3, Duration::from_secs(10))
+        let attempts = 3;
+        #[cfg(feature = "mutants")]
+        let attempts = if crate::mutants::active(crate::mutants::Mutant::SingleFlushAttempt) { 1 } else { attempts };
+        run_with_retries(self.host, &cmd, attempts, Duration::from_secs(10))
             .map(|_| ())
             .map_err(|e| match e {
                 ConnectorError::CommandFailed {

@@ -175,8 +175,13 @@ impl<'h> Scsi<'h> {
         let wwid = self.sysfs_wwid(devs);
         let by_id = p("/dev/disk/by-id").ok()?;
         let links = self.fs.read_dir(&by_id).unwrap_or_default();
+        #[cfg(feature = "mutants")]
+        let direct_only = crate::mutants::active(crate::mutants::Mutant::DirectScsiLinksOnly);
+        #[cfg(not(feature = "mutants"))]
+        let direct_only = false;
         if let Some(w) = &wwid
             && links.iter().any(|l| l == &format!("scsi-{}", w.as_str()))
+            && !direct_only
         {
             return wwid;
         }
@@ -194,7 +199,9 @@ impl<'h> Scsi<'h> {
             let Some(name) = real.as_str().strip_prefix("/dev/") else {
                 continue;
             };
-            let hit = if name.starts_with("dm-") {
+            let hit = if name.starts_with("dm-") && direct_only {
+                false
+            } else if name.starts_with("dm-") {
                 self.dm_slaves(name)
                     .iter()
                     .any(|s| wanted.contains(s.as_str()))
@@ -293,6 +300,8 @@ impl<'h> Scsi<'h> {
             .join(&format!("host{}", hctl.host))?
             .join("scan")?;
         let text = hctl.scan_text();
+        #[cfg(feature = "mutants")]
+        let text = if crate::mutants::active(crate::mutants::Mutant::WildcardScan) { "- - -".to_owned() } else { text };
         tracing::info!(path = %scan, content = text, "scanning for LUN");
         self.host.write_control(&scan, &text)?;
         Ok(())
@@ -324,6 +333,8 @@ impl<'h> Scsi<'h> {
             let lun_dir = sess_dir
                 .join(&tdir)?
                 .join(&format!("{h}:{c}:{t}:{}", hctl.lun))?;
+            #[cfg(feature = "mutants")]
+            if crate::mutants::active(crate::mutants::Mutant::FirstDeviceOfSession) { for l in self.fs.read_dir(&sess_dir.join(&tdir)?)?.iter().filter(|l| parse_hctl(l).is_some()) { found.extend(self.fs.read_dir(&sess_dir.join(&tdir)?.join(l)?.join("block")?)?); } }
             found.extend(self.fs.read_dir(&lun_dir.join("block")?)?);
         }
         found.sort();
@@ -414,8 +425,11 @@ impl<'h> Scsi<'h> {
             tracing::debug!(device = dev, "no delete attribute; device already gone");
             return Ok(());
         }
+        let flush_force = force;
+        #[cfg(feature = "mutants")]
+        let flush_force = flush_force || crate::mutants::active(crate::mutants::Mutant::IgnoreDeviceFlushFailure);
         if flush {
-            chain.step(force, &format!("flushing /dev/{dev}"), || {
+            chain.step(flush_force, &format!("flushing /dev/{dev}"), || {
                 self.flush_device_io(dev)
             })?;
         }

@@ -196,3 +196,164 @@ pub(crate) fn check_lab(lab: &Lab) -> Vec<Violation> {
     out.dedup();
     out
 }
+
+/// One volume as a host-only check sees it (the exec tier, which has no simulator truth).
+#[derive(Debug, Clone)]
+pub struct HostViewVolume {
+    /// The scenario's name of the volume.
+    pub name: String,
+    /// The identity the array reports (udev form), if known.
+    pub wwid: Option<String>,
+    /// `Some` when the volume is attached on this host: what `get_volume_paths` returned.
+    pub paths: Option<Result<brick_connectors::VolumePaths, String>>,
+}
+
+/// The correctness properties as far as a real host can show them, without simulator truth:
+///
+/// - cross-talk: a path reported for an attached volume whose device carries another identity;
+/// - truth: the reported paths differ from the `/dev/disk/by-path` links whose device carries
+///   the volume's identity;
+/// - leftover: a block device or a `/dev/disk/by-id` link that still carries the identity of
+///   a volume not attached here, and every orphan of
+///   [`find_orphans`](brick_connectors::find_orphans) not in `baseline` (orphans that
+///   existed before the run, by path).
+pub fn check_host_view(
+    port: &dyn brick_connectors::Host,
+    host: &str,
+    volumes: &[HostViewVolume],
+    baseline: &BTreeSet<String>,
+) -> Vec<Violation> {
+    use brick_connectors::{HostFs, HostPath, Wwid};
+    let fs = HostFs::of(port);
+    let violation = |kind, volume: Option<&str>, detail: String| Violation {
+        kind,
+        host: host.to_owned(),
+        volume: volume.map(str::to_owned),
+        detail,
+    };
+    let path = |s: &str| HostPath::new(s).ok();
+    // Every block device and the identity it carries.
+    let mut identity_of: BTreeMap<String, String> = BTreeMap::new();
+    if let Some(dir) = path("/sys/block") {
+        for dev in fs.read_dir(&dir).unwrap_or_default() {
+            let attr = |rel: &str| {
+                path(&format!("/sys/block/{dev}/{rel}"))
+                    .and_then(|p| fs.read_attr(&p).ok().flatten())
+            };
+            let wwid = attr("device/wwid")
+                .and_then(|w| Wwid::from_sysfs(&w).ok())
+                .or_else(|| attr("dm/uuid").and_then(|u| Wwid::from_dm_uuid(&u).ok()));
+            if let Some(w) = wwid {
+                identity_of.insert(dev, w.as_str().to_owned());
+            }
+        }
+    }
+    // by-path links and the identity of the device each leads to.
+    let mut by_path: Vec<(String, Option<String>)> = Vec::new();
+    if let Some(dir) = path("/dev/disk/by-path") {
+        for name in fs.read_dir(&dir).unwrap_or_default() {
+            let Some(link) = dir.join(&name).ok() else {
+                continue;
+            };
+            let dev = fs
+                .realpath(&link)
+                .ok()
+                .map(|p| p.file_name().to_owned());
+            let wwid = dev.and_then(|d| identity_of.get(&d).cloned());
+            by_path.push((link.as_str().to_owned(), wwid));
+        }
+    }
+    let attached_ids: BTreeSet<&str> = volumes
+        .iter()
+        .filter(|v| v.paths.is_some())
+        .filter_map(|v| v.wwid.as_deref())
+        .collect();
+    let mut out = Vec::new();
+    for v in volumes {
+        let name = v.name.as_str();
+        match (&v.paths, &v.wwid) {
+            (Some(Err(err)), _) => out.push(violation(
+                PropertyKind::Truth,
+                Some(name),
+                format!("get_volume_paths failed: {err}"),
+            )),
+            (Some(Ok(found)), wwid) => {
+                let reported: BTreeSet<String> = found
+                    .paths
+                    .iter()
+                    .map(|p| p.path.as_str().to_owned())
+                    .collect();
+                if let Some(w) = wwid {
+                    let expected: BTreeSet<String> = by_path
+                        .iter()
+                        .filter(|(_, id)| id.as_deref() == Some(w.as_str()))
+                        .map(|(l, _)| l.clone())
+                        .collect();
+                    if reported != expected {
+                        out.push(violation(
+                            PropertyKind::Truth,
+                            Some(name),
+                            format!(
+                                "get_volume_paths reported {reported:?}, but the by-path links whose device carries {w} are {expected:?}"
+                            ),
+                        ));
+                    }
+                    for p in &found.paths {
+                        if let Some(got) = &p.wwid
+                            && got.as_str() != w
+                        {
+                            out.push(violation(
+                                PropertyKind::CrossTalk,
+                                Some(name),
+                                format!(
+                                    "{} has wwid {}, not the identity the array reports ({w})",
+                                    p.path,
+                                    got.as_str()
+                                ),
+                            ));
+                        }
+                    }
+                }
+            }
+            (None, Some(w)) if !attached_ids.contains(w.as_str()) => {
+                for (dev, id) in &identity_of {
+                    if id == w {
+                        out.push(violation(
+                            PropertyKind::Leftover,
+                            Some(name),
+                            format!("/dev/{dev} still carries the identity {w} of volume {name}, which is not attached here"),
+                        ));
+                    }
+                }
+                let naa = w.get(1..).unwrap_or_default();
+                for link in [
+                    format!("/dev/disk/by-id/scsi-{w}"),
+                    format!("/dev/disk/by-id/wwn-0x{naa}"),
+                    format!("/dev/disk/by-id/dm-uuid-mpath-{w}"),
+                ] {
+                    if path(&link).is_some_and(|p| fs.is_link(&p)) {
+                        out.push(violation(
+                            PropertyKind::Leftover,
+                            Some(name),
+                            format!("{link} still names volume {name}, which is not attached here"),
+                        ));
+                    }
+                }
+            }
+            (None, _) => {}
+        }
+    }
+    for o in brick_connectors::find_orphans(port).orphans {
+        if baseline.contains(o.path.as_str()) {
+            continue;
+        }
+        out.push(violation(
+            PropertyKind::Leftover,
+            None,
+            format!("orphan ({:?}) {}: {}", o.reason, o.path, o.detail),
+        ));
+    }
+    out.sort();
+    out.dedup();
+    out
+}

@@ -39,4 +39,7 @@ pub enum ScenarioError {
     /// The lab could not be built.
     #[error("building the lab: {0}")]
     Lab(#[from] brick_harness::LabError),
+    /// The target failed outside a step (settling, building the exec target).
+    #[error("target: {0}")]
+    Target(#[from] brick_harness::TargetError),
 }

@@ -11,6 +11,9 @@ pub mod error;
 pub mod faults;
 pub mod runner;
 pub mod schema;
+pub mod snapshot;
+pub mod target;
+pub mod report;
 
 mod builtin {
     include!(concat!(env!("OUT_DIR"), "/builtin.rs"));
@@ -18,35 +21,59 @@ mod builtin {
 
 use std::path::Path;
 
-use brick_harness::Lab;
-use brick_sim_target::Fault;
-
 pub use builtin::BUILTIN;
 pub use error::ScenarioError;
-pub use runner::{Outcome, run};
+pub use runner::{Outcome, Verdict, run, run_on};
 pub use schema::Scenario;
 
 /// Parses a scenario from TOML text; `file` names it in errors.
+///
+/// Every error names the file, the 1-based line and column, and the field
+/// (`file.toml:12:13: step[3].size_mib: invalid type: string "big", expected u64`).
 pub fn parse(file: &str, text: &str) -> Result<Scenario, ScenarioError> {
-    let scn: Scenario = toml::from_str(text).map_err(|err| {
+    let scn: Scenario = parse_toml(file, text)?;
+    if scn.schema != 1 {
+        let (line, column) = key_position(text, "schema");
+        return Err(ScenarioError::Parse {
+            file: file.to_owned(),
+            line,
+            column,
+            message: format!(
+                "schema: {} is not supported (only schema = 1; see scenarios/README.md)",
+                scn.schema
+            ),
+        });
+    }
+    Ok(scn)
+}
+
+/// Deserializes TOML text into `T`, with errors that name the file, line, column and field.
+pub fn parse_toml<T: serde::de::DeserializeOwned>(
+    file: &str,
+    text: &str,
+) -> Result<T, ScenarioError> {
+    let at = |err: &toml::de::Error, field: Option<String>| {
         let (line, column) = err
             .span()
             .map(|span| line_col(text, span.start))
             .unwrap_or((1, 1));
+        let message = err.message().trim().to_owned();
+        let message = match field {
+            Some(f) if !f.is_empty() && f != "." => format!("{f}: {message}"),
+            _ => message,
+        };
         ScenarioError::Parse {
             file: file.to_owned(),
             line,
             column,
-            message: err.message().trim().to_owned(),
+            message,
         }
-    })?;
-    if scn.schema != 1 {
-        return Err(ScenarioError::Invalid {
-            file: file.to_owned(),
-            message: format!("schema {} is not supported (only schema = 1)", scn.schema),
-        });
-    }
-    Ok(scn)
+    };
+    let de = toml::Deserializer::parse(text).map_err(|e| at(&e, None))?;
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let field = e.path().to_string();
+        at(e.inner(), Some(field))
+    })
 }
 
 /// Reads and parses a scenario file.
@@ -73,8 +100,30 @@ fn line_col(text: &str, offset: usize) -> (usize, usize) {
     (line, column)
 }
 
+fn key_position(text: &str, key: &str) -> (usize, usize) {
+    text.lines()
+        .enumerate()
+        .find(|(_, l)| l.trim_start().starts_with(key))
+        .map_or((1, 1), |(n, l)| (n + 1, l.len() - l.trim_start().len() + 1))
+}
+
+/// The property names `expect.violations` accepts.
+pub const PROPERTIES: &[&str] = &["leftover", "truth", "cross-talk"];
+
+/// The orphan reasons `expect.orphans` accepts (as the orphan report names them).
+pub const ORPHAN_REASONS: &[&str] = &[
+    "stale_link",
+    "empty_map",
+    "idle_session",
+    "identity_mismatch",
+    "dangling_holder",
+    "stale_node",
+    "unlinked_device",
+];
+
 /// Checks references inside a parsed scenario (hosts, arrays, volumes named by steps).
 pub fn validate(scn: &Scenario) -> Result<(), ScenarioError> {
+    use schema::Action as A;
     let invalid = |message: String| ScenarioError::Invalid {
         file: scn.name.clone(),
         message,
@@ -84,29 +133,43 @@ pub fn validate(scn: &Scenario) -> Result<(), ScenarioError> {
             "a scenario needs at least one [[host]] and one [[array]]".into(),
         ));
     }
-    if scn.protocol != "iscsi" {
-        return Err(invalid(format!(
-            "protocol `{}` is not simulated yet (only `iscsi`)",
-            scn.protocol
-        )));
-    }
+    let known_host = |h: &str| scn.hosts.iter().any(|d| d.name == h);
     for (i, step) in scn.steps.iter().enumerate() {
         let at = |m: String| invalid(format!("step {}: {m}", i + 1));
-        use schema::Action as A;
+        let action = format!("{:?}", step.action).to_lowercase();
         if !matches!(step.action, A::Settle | A::ClearFaults | A::Fault) && step.volume.is_none() {
-            return Err(at(
-                format!("`{:?}` needs `volume`", step.action).to_lowercase()
-            ));
+            return Err(at(format!("`{action}` needs `volume`")));
         }
-        if let Some(h) = &step.host {
-            if !scn.hosts.iter().any(|d| &d.name == h) {
+        if scn.hosts.len() > 1
+            && step.host.is_none()
+            && matches!(
+                step.action,
+                A::Map | A::Unmap | A::Attach | A::Detach | A::Paths | A::Fault
+            )
+        {
+            return Err(at(format!(
+                "`{action}` needs `host` (the scenario has several hosts)"
+            )));
+        }
+        for h in [&step.host, &step.from, &step.to].into_iter().flatten() {
+            if !known_host(h) {
                 return Err(at(format!("unknown host `{h}`")));
             }
         }
-        if let Some(a) = &step.array {
-            if !scn.arrays.iter().any(|d| &d.name == a) {
-                return Err(at(format!("unknown array `{a}`")));
+        if step.action == A::Migrate {
+            match (&step.from, &step.to) {
+                (Some(f), Some(t)) if f != t => {}
+                (Some(_), Some(_)) => return Err(at("`migrate` needs two different hosts".into())),
+                _ => return Err(at("`migrate` needs `from` and `to`".into())),
             }
+        }
+        if step.action == A::Reuse && step.of.is_none() {
+            return Err(at("`reuse` needs `of` (the deleted volume whose LUN it takes)".into()));
+        }
+        if let Some(a) = &step.array
+            && !scn.arrays.iter().any(|d| &d.name == a)
+        {
+            return Err(at(format!("unknown array `{a}`")));
         }
         if step.action == A::Fault {
             let name = step.fault.as_deref().unwrap_or_default();
@@ -119,27 +182,78 @@ pub fn validate(scn: &Scenario) -> Result<(), ScenarioError> {
             }
         }
         for v in &step.expect.violations {
-            if !["leftover", "truth", "cross-talk"].contains(&v.as_str()) {
+            if !PROPERTIES.contains(&v.as_str()) {
                 return Err(at(format!(
-                    "unknown property `{v}` in expect.violations (leftover, truth, cross-talk)"
+                    "unknown property `{v}` in expect.violations ({})",
+                    PROPERTIES.join(", ")
                 )));
             }
+        }
+        for r in step.expect.orphans.iter().flatten() {
+            if !ORPHAN_REASONS.contains(&r.as_str()) {
+                return Err(at(format!(
+                    "unknown orphan reason `{r}` in expect.orphans ({})",
+                    ORPHAN_REASONS.join(", ")
+                )));
+            }
+        }
+        if !step.expect.error_mentions.is_empty() && step.expect.error.is_none() {
+            return Err(at("`expect.error_mentions` needs `expect.error`".into()));
         }
     }
     Ok(())
 }
 
-/// The wwid of volume `name` in the lab's simulator.
-pub(crate) fn volume_wwid(lab: &Lab, name: &str) -> Result<String, String> {
-    let id = lab.volume_id(name).map_err(|e| e.to_string())?;
-    let world = brick_harness::simhost::lock(lab.world());
-    world
-        .volume_record(id)
-        .map(|v| v.wwid.clone())
-        .ok_or_else(|| format!("volume {name} is unknown to the simulator"))
+/// What `scn` needs from a target: its hosts and protocol, what its hosts and arrays imply,
+/// its `[requires]` table, and the simulator for faults and truth-only expectations.
+pub fn needs(scn: &Scenario) -> Vec<brick_harness::Need> {
+    use brick_harness::Need;
+    use schema::{Action as A, IdentityStyle, IqnStyle};
+    let mut out = vec![
+        Need::Protocol(scn.protocol.as_str().to_owned()),
+        Need::Hosts(scn.hosts.len()),
+    ];
+    if scn.requires.multipath || scn.hosts.iter().any(|h| h.multipath) {
+        out.push(Need::Multipath);
+    }
+    if scn.requires.shared_iqn || scn.arrays.iter().any(|a| a.iqn == IqnStyle::Shared) {
+        out.push(Need::SharedIqn);
+    }
+    let same = scn
+        .arrays
+        .iter()
+        .any(|a| a.identity == IdentityStyle::ReuseOnLun);
+    let reuse = scn
+        .requires
+        .lun_reuse
+        .map(|p| p.as_str())
+        .or_else(|| same.then_some("same-identity"))
+        .or_else(|| {
+            scn.steps
+                .iter()
+                .any(|s| s.action == A::Reuse)
+                .then_some("fresh")
+        });
+    if let Some(p) = reuse {
+        out.push(Need::LunReuse(p.to_owned()));
+    }
+    if let Some(why) = &scn.requires.simulator {
+        out.push(Need::Simulator(why.clone()));
+    }
+    for (i, s) in scn.steps.iter().enumerate() {
+        if s.action == A::Fault {
+            out.push(Need::Simulator(format!(
+                "step {} injects fault `{}`",
+                i + 1,
+                s.fault.as_deref().unwrap_or_default()
+            )));
+        } else if !s.expect.violations.is_empty() {
+            out.push(Need::Simulator(format!(
+                "step {} expects violations only the simulator's truth shows",
+                i + 1
+            )));
+        }
+    }
+    out
 }
 
-pub(crate) fn sim_fault(lab: &Lab, name: &str, host: &str) -> Result<Fault, String> {
-    let _ = (lab, host);
-    Err(format!("fault `{name}` is not wired to the simulator yet"))
-}

@@ -1,16 +1,18 @@
-//! Runs a scenario on a [`Lab`] and checks every correctness property after every step.
+//! Runs a scenario on a [`Target`] (the simulated [`Lab`] by default) and checks every
+//! correctness property after every step.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::path::Path;
 
 use brick_connectors::DisconnectOptions;
-use brick_harness::{Lab, LabHostSpec, Violation};
+use brick_harness::{Lab, LabHostSpec, Target, Tier, Violation};
 use brick_sim_target::{ArraySpec, IdentityPolicy, IqnMode};
 use serde::Serialize;
 
 use crate::error::ScenarioError;
 use crate::schema::{Action, IdentityStyle, IqnStyle, Scenario, Step};
+use crate::snapshot::{HostSummary, StepSnapshot, orphan_paths, summarize};
 
 /// What happened at one step.
 #[derive(Debug, Clone, Serialize)]
@@ -23,6 +25,9 @@ pub struct StepRecord {
     pub result: String,
     /// The properties broken after the step.
     pub violations: Vec<Violation>,
+    /// The reviewable snapshot of every host after the step (simulated hosts only).
+    #[serde(skip)]
+    pub snapshot: Option<StepSnapshot>,
 }
 
 /// Why a scenario failed.
@@ -32,10 +37,22 @@ pub struct Failure {
     pub step: usize,
     /// What was expected and what happened.
     pub message: String,
-    /// Each host's materialized tree at that point.
+    /// Each host's tree listing at that point (simulated hosts only).
     pub trees: Vec<(String, String)>,
-    /// Each host's connector log (side effects) up to that point.
+    /// Each host's connector log (side effects, array commands) up to that point.
     pub logs: Vec<(String, Vec<String>)>,
+}
+
+/// The verdict of one scenario.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Verdict {
+    /// Every expectation held.
+    Pass,
+    /// An expectation did not hold.
+    Fail,
+    /// The target cannot run it (see [`Outcome::skipped`]).
+    Skip,
 }
 
 /// The result of running one scenario.
@@ -43,23 +60,36 @@ pub struct Failure {
 pub struct Outcome {
     /// The scenario's name.
     pub name: String,
+    /// The tier it ran on (`sim`, `exec`).
+    pub tier: String,
     /// The steps that ran.
     pub steps: Vec<StepRecord>,
     /// `None` when every expectation held.
     pub failure: Option<Failure>,
+    /// Why the scenario was not run, when the target cannot satisfy a requirement.
+    pub skipped: Option<String>,
 }
 
 impl Outcome {
-    /// Whether every expectation held.
+    /// Whether every expectation held (a skipped scenario did not fail).
     pub fn passed(&self) -> bool {
         self.failure.is_none()
     }
 
-    /// A readable report of a failure: the step trace, the expectation, the trees and the
-    /// connector logs, and a replay command.
+    /// Pass, fail or skip.
+    pub fn verdict(&self) -> Verdict {
+        match (&self.failure, &self.skipped) {
+            (Some(_), _) => Verdict::Fail,
+            (None, Some(_)) => Verdict::Skip,
+            (None, None) => Verdict::Pass,
+        }
+    }
+
+    /// A readable report of a failure: the step trace, the expectation, the connector logs,
+    /// the trees, and the replay command.
     pub fn failure_report(&self, replay: &str) -> String {
         let mut out = String::new();
-        let _ = writeln!(out, "scenario `{}` failed", self.name);
+        let _ = writeln!(out, "scenario `{}` failed ({} tier)", self.name, self.tier);
         for s in &self.steps {
             let _ = writeln!(out, "  step {:>2}: {} -> {}", s.index, s.summary, s.result);
             for v in &s.violations {
@@ -139,59 +169,116 @@ pub fn build_lab(scn: &Scenario, roots: Option<&Path>) -> Result<Lab, ScenarioEr
     Ok(lab)
 }
 
-/// Runs `scn` on a fresh lab (see [`build_lab`]).
+/// Runs `scn` on a fresh simulated lab (see [`build_lab`]), with snapshots.
 pub fn run(scn: &Scenario, roots: Option<&Path>) -> Result<(Outcome, Lab), ScenarioError> {
     crate::validate(scn)?;
     let mut lab = build_lab(scn, roots)?;
+    let outcome = run_on(scn, &mut lab)?;
+    Ok((outcome, lab))
+}
+
+/// Runs `scn` on `target`. A requirement the target cannot satisfy skips the scenario (on
+/// the simulator it is an error: the simulator is meant to run everything).
+pub fn run_on(scn: &Scenario, target: &mut dyn Target) -> Result<Outcome, ScenarioError> {
+    crate::validate(scn)?;
+    let tier = target.tier();
     let mut outcome = Outcome {
         name: scn.name.clone(),
+        tier: tier.to_string(),
         steps: Vec::new(),
         failure: None,
+        skipped: None,
     };
+    for need in crate::needs(scn) {
+        if let Some(reason) = target.unsupported(&need) {
+            if tier == Tier::Sim {
+                return Err(ScenarioError::Invalid {
+                    file: scn.name.clone(),
+                    message: reason,
+                });
+            }
+            tracing::info!(scenario = %scn.name, %reason, "skipped");
+            outcome.skipped = Some(reason);
+            return Ok(outcome);
+        }
+    }
+    // Snapshots are for review of simulated hosts; a real host's tree is not ours to keep.
+    let snapshots = tier == Tier::Sim;
+    let mut state = RunState::default();
+    for h in target.host_names() {
+        if let Ok(port) = target.port(&h) {
+            state.baseline.insert(h, orphan_paths(port));
+        }
+    }
     for (i, step) in scn.steps.iter().enumerate() {
         let index = i + 1;
-        let (summary, result) = run_step(scn, &mut lab, step);
-        // Properties hold for the settled host: udev and multipathd have processed every event
-        // (`udevadm settle`). A lost event is a fault, and what it leaves behind still shows.
-        let violations = match lab.settle() {
-            Ok(()) => lab.check(),
-            Err(err) => {
-                outcome.steps.push(StepRecord {
-                    index,
-                    summary,
-                    result: format!("error: settling the simulator failed: {err}"),
-                    violations: Vec::new(),
-                });
-                return Err(err.into());
-            }
+        let host = host_of(scn, step);
+        let before = step
+            .expect
+            .unchanged
+            .then(|| (summary(target, &host, &state), target.journal(&host).len()));
+        let (summary_line, result) = run_step(scn, target, step, &mut state);
+        // Properties hold for the settled host: udev and multipathd have processed every
+        // event (`udevadm settle`). A lost event is a fault, and what it leaves behind shows.
+        if let Err(err) = target.settle() {
+            outcome.steps.push(StepRecord {
+                index,
+                summary: summary_line,
+                result: format!("error: settling failed: {err}"),
+                violations: Vec::new(),
+                snapshot: None,
+            });
+            return Err(ScenarioError::Target(err));
+        }
+        let violations = target.check();
+        let result_text = match &result {
+            Ok(text) => text.clone(),
+            Err(err) => format!("error: {err}"),
         };
-        let record = StepRecord {
+        let hosts: BTreeMap<String, HostSummary> = target
+            .host_names()
+            .into_iter()
+            .map(|h| {
+                let s = summary(target, &h, &state);
+                (h, s)
+            })
+            .collect();
+        let snapshot = snapshots.then(|| StepSnapshot {
+            step: format!("step {index}: {summary_line}"),
+            result: result_text.clone(),
+            violations: violations.iter().map(ToString::to_string).collect(),
+            hosts: hosts.clone(),
+        });
+        outcome.steps.push(StepRecord {
             index,
-            summary,
-            result: match &result {
-                Ok(text) => text.clone(),
-                Err(err) => format!("error: {err}"),
-            },
+            summary: summary_line,
+            result: result_text,
             violations: violations.clone(),
-        };
-        outcome.steps.push(record);
-        if let Err(message) = judge(scn, &lab, step, &result, &violations) {
+            snapshot,
+        });
+        let judged = judge(
+            scn,
+            target,
+            step,
+            &result,
+            &violations,
+            hosts.get(&host),
+            before.as_ref(),
+        );
+        if let Err(message) = judged {
             outcome.failure = Some(Failure {
                 step: index,
                 message,
-                trees: lab
+                trees: target
                     .host_names()
                     .into_iter()
-                    .map(|h| {
-                        let tree = lab.tree_listing(&h).unwrap_or_default();
-                        (h, tree)
-                    })
+                    .filter_map(|h| target.tree_listing(&h).map(|t| (h, t)))
                     .collect(),
-                logs: lab
+                logs: target
                     .host_names()
                     .into_iter()
                     .map(|h| {
-                        let log = lab.journal(&h).unwrap_or_default();
+                        let log = target.journal(&h);
                         (h, log)
                     })
                     .collect(),
@@ -199,13 +286,55 @@ pub fn run(scn: &Scenario, roots: Option<&Path>) -> Result<(Outcome, Lab), Scena
             break;
         }
     }
-    Ok((outcome, lab))
+    Ok(outcome)
 }
 
-fn host_of<'a>(scn: &'a Scenario, step: &'a Step) -> &'a str {
+/// What the runner remembers across steps.
+#[derive(Debug, Default)]
+struct RunState {
+    /// Orphans present before the scenario, per host.
+    baseline: BTreeMap<String, BTreeSet<String>>,
+    /// Volumes that exist on the array.
+    existing: BTreeSet<String>,
+    /// Hosts each volume is (or last was) mapped to, with the LUN it got.
+    mapped: BTreeMap<String, BTreeMap<String, Option<u64>>>,
+}
+
+fn summary(target: &dyn Target, host: &str, state: &RunState) -> HostSummary {
+    let Ok(port) = target.port(host) else {
+        return HostSummary::default();
+    };
+    let empty = BTreeSet::new();
+    let mut s = summarize(port, state.baseline.get(host).unwrap_or(&empty));
+    for (h, vol) in target.attachments() {
+        if h != host {
+            continue;
+        }
+        let lines = match target.volume_paths(&vol, host) {
+            Ok(p) => p
+                .paths
+                .iter()
+                .map(|p| {
+                    format!(
+                        "{} -> {} ({})",
+                        p.path,
+                        p.device.as_ref().map_or("?", |d| d.as_str()),
+                        p.wwid.as_ref().map_or("?", |w| w.as_str())
+                    )
+                })
+                .collect(),
+            Err(e) => vec![format!("error: {e}")],
+        };
+        s.paths.insert(vol, lines);
+    }
+    s
+}
+
+fn host_of(scn: &Scenario, step: &Step) -> String {
     step.host
-        .as_deref()
-        .or_else(|| scn.hosts.first().map(|h| h.name.as_str()))
+        .clone()
+        .or_else(|| step.from.clone())
+        .or_else(|| scn.hosts.first().map(|h| h.name.clone()))
         .unwrap_or_default()
 }
 
@@ -216,68 +345,136 @@ fn array_of<'a>(scn: &'a Scenario, step: &'a Step) -> &'a str {
         .unwrap_or_default()
 }
 
+/// The LUN in os-brick iSCSI properties (`target_lun`, or the first of `target_luns`).
+fn lun_of(props: &serde_json::Value) -> Option<u64> {
+    let data = props.get("data").unwrap_or(props);
+    data.get("target_lun")
+        .and_then(serde_json::Value::as_u64)
+        .or_else(|| {
+            data.get("target_luns")
+                .and_then(|l| l.get(0))
+                .and_then(serde_json::Value::as_u64)
+        })
+}
+
+fn map_volume(
+    target: &mut dyn Target,
+    state: &mut RunState,
+    vol: &str,
+    host: &str,
+) -> Result<Option<u64>, String> {
+    target.map(vol, host).map_err(|e| e.to_string())?;
+    let lun = target.props_json(vol, host).ok().as_ref().and_then(lun_of);
+    state
+        .mapped
+        .entry(vol.to_owned())
+        .or_default()
+        .insert(host.to_owned(), lun);
+    Ok(lun)
+}
+
+fn detach_options(step: &Step) -> (DisconnectOptions, bool) {
+    (
+        DisconnectOptions {
+            force: step.force,
+            ignore_errors: step.ignore_errors,
+        },
+        step.device_info.unwrap_or(true),
+    )
+}
+
+fn detach_summary(step: &Step) -> String {
+    let (opts, info) = detach_options(step);
+    format!(
+        "{}{}{}",
+        if opts.force { " force" } else { "" },
+        if opts.ignore_errors {
+            " ignore_errors"
+        } else {
+            ""
+        },
+        if info { "" } else { " without device info" }
+    )
+}
+
+fn device_text(d: &brick_connectors::DeviceInfo) -> String {
+    let wwn = d.scsi_wwn.as_ref().map_or("-", |w| w.as_str());
+    format!("{} (wwid {wwn})", d.path)
+}
+
 /// Runs one step; returns its summary and its result text or error text.
-fn run_step(scn: &Scenario, lab: &mut Lab, step: &Step) -> (String, Result<String, String>) {
+fn run_step(
+    scn: &Scenario,
+    target: &mut dyn Target,
+    step: &Step,
+    state: &mut RunState,
+) -> (String, Result<String, String>) {
     let vol = step.volume.as_deref().unwrap_or_default();
     let host = host_of(scn, step);
-    let err = |e: brick_harness::LabError| e.to_string();
+    let host = host.as_str();
+    let err = |e: brick_harness::TargetError| e.to_string();
+    let ok = |()| "ok".to_owned();
     match step.action {
         Action::Create => {
             let array = array_of(scn, step);
             let size = step.size_mib.unwrap_or(1024).saturating_mul(1 << 20);
-            (
-                format!("create {vol} on {array}"),
-                lab.create_volume(vol, array, size)
-                    .map(|()| "ok".into())
-                    .map_err(err),
-            )
+            let r = target.create_volume(vol, array, size).map(ok).map_err(err);
+            if r.is_ok() {
+                state.existing.insert(vol.to_owned());
+            }
+            (format!("create {vol} on {array}"), r)
         }
         Action::Map => (
             format!("map {vol} to {host}"),
-            lab.map(vol, host).map(|()| "ok".into()).map_err(err),
+            map_volume(target, state, vol, host).map(|lun| match lun {
+                Some(l) => format!("ok (LUN {l})"),
+                None => "ok".to_owned(),
+            }),
         ),
         Action::Unmap => (
             format!("unmap {vol} from {host} on the array"),
-            lab.unmap(vol, host).map(|()| "ok".into()).map_err(err),
+            target.unmap(vol, host).map(ok).map_err(err),
         ),
-        Action::Delete => (
-            format!("delete {vol} on the array"),
-            lab.delete(vol).map(|()| "ok".into()).map_err(err),
-        ),
+        Action::Delete => {
+            let r = target.delete(vol).map(ok).map_err(err);
+            if r.is_ok() {
+                state.existing.remove(vol);
+            }
+            (format!("delete {vol} on the array"), r)
+        }
+        Action::Reuse => {
+            let of = step.of.as_deref().unwrap_or_default();
+            (
+                format!("reuse: create {vol} on {of}'s LUN"),
+                reuse(scn, target, step, state, vol, of),
+            )
+        }
         Action::Attach => (
             format!("attach {vol} on {host}"),
-            lab.attach(vol, host)
-                .map(|d| {
-                    let wwn = d.scsi_wwn.as_ref().map_or("-", |w| w.as_str()).to_owned();
-                    format!("{} (wwid {wwn})", d.path)
-                })
+            target
+                .attach(vol, host)
+                .map(|d| device_text(&d))
                 .map_err(err),
         ),
         Action::Detach => {
-            let opts = DisconnectOptions {
-                force: step.force,
-                ignore_errors: step.ignore_errors,
-            };
-            let info = step.device_info.unwrap_or(true);
+            let (opts, info) = detach_options(step);
             (
-                format!(
-                    "detach {vol} from {host}{}{}{}",
-                    if step.force { " force" } else { "" },
-                    if step.ignore_errors {
-                        " ignore_errors"
-                    } else {
-                        ""
-                    },
-                    if info { "" } else { " without device info" }
-                ),
-                lab.detach(vol, host, opts, info)
-                    .map(|()| "ok".into())
-                    .map_err(err),
+                format!("detach {vol} from {host}{}", detach_summary(step)),
+                target.detach(vol, host, opts, info).map(ok).map_err(err),
+            )
+        }
+        Action::Migrate => {
+            let from = step.from.as_deref().unwrap_or_default();
+            let to = step.to.as_deref().unwrap_or_default();
+            (
+                format!("migrate {vol} from {from} to {to}{}", detach_summary(step)),
+                migrate(target, step, state, vol, from, to),
             )
         }
         Action::Paths => (
             format!("get_volume_paths {vol} on {host}"),
-            lab.volume_paths(vol, host)
+            target
+                .volume_paths(vol, host)
                 .map(|p| {
                     let list: Vec<String> = p
                         .paths
@@ -297,44 +494,119 @@ fn run_step(scn: &Scenario, lab: &mut Lab, step: &Step) -> (String, Result<Strin
         ),
         Action::Fault => {
             let name = step.fault.as_deref().unwrap_or_default();
-            (
-                format!("inject fault {name}"),
-                crate::faults::inject(lab, name, host).map(|()| "ok".into()),
-            )
+            let r = match target.lab_mut() {
+                Some(lab) => crate::faults::inject(lab, scn, step, host).map(ok),
+                None => Err(format!("fault `{name}` needs the simulator")),
+            };
+            (format!("inject fault {name} on {host}"), r)
         }
         Action::ClearFaults => {
-            lab.clear_faults();
+            if let Some(lab) = target.lab_mut() {
+                lab.clear_faults();
+            }
             ("clear faults".into(), Ok("ok".into()))
         }
-        Action::Settle => (
-            "settle".into(),
-            lab.settle().map(|()| "ok".into()).map_err(err),
-        ),
+        Action::Settle => ("settle".into(), target.settle().map(ok).map_err(err)),
     }
+}
+
+fn reuse(
+    scn: &Scenario,
+    target: &mut dyn Target,
+    step: &Step,
+    state: &mut RunState,
+    vol: &str,
+    of: &str,
+) -> Result<String, String> {
+    let hosts = state.mapped.get(of).cloned().unwrap_or_default();
+    if hosts.is_empty() {
+        return Err(format!("`{of}` was never mapped: nothing to reuse"));
+    }
+    if state.existing.contains(of) {
+        target.delete(of).map_err(|e| format!("deleting {of}: {e}"))?;
+        state.existing.remove(of);
+    }
+    let size = step.size_mib.unwrap_or(1024).saturating_mul(1 << 20);
+    target
+        .create_volume(vol, array_of(scn, step), size)
+        .map_err(|e| format!("creating {vol}: {e}"))?;
+    state.existing.insert(vol.to_owned());
+    let mut out = Vec::new();
+    for (host, old) in hosts {
+        let new = map_volume(target, state, vol, &host).map_err(|e| format!("mapping {vol}: {e}"))?;
+        if old.is_some() && new != old {
+            return Err(format!(
+                "the array gave {vol} LUN {new:?} on {host}, not {of}'s LUN {old:?}: it does not reuse LUN ids"
+            ));
+        }
+        out.push(format!(
+            "{host}: LUN {}",
+            new.map_or("?".to_owned(), |l| l.to_string())
+        ));
+    }
+    Ok(format!("ok ({})", out.join(", ")))
+}
+
+fn migrate(
+    target: &mut dyn Target,
+    step: &Step,
+    state: &mut RunState,
+    vol: &str,
+    from: &str,
+    to: &str,
+) -> Result<String, String> {
+    let already = state
+        .mapped
+        .get(vol)
+        .is_some_and(|m| m.contains_key(to));
+    if !already {
+        map_volume(target, state, vol, to).map_err(|e| format!("mapping to {to}: {e}"))?;
+    }
+    let dev = target
+        .attach(vol, to)
+        .map_err(|e| format!("attach on {to}: {e}"))?;
+    let (opts, info) = detach_options(step);
+    target
+        .detach(vol, from, opts, info)
+        .map_err(|e| format!("detach from {from}: {e}"))?;
+    target
+        .unmap(vol, from)
+        .map_err(|e| format!("unmap from {from}: {e}"))?;
+    if let Some(m) = state.mapped.get_mut(vol) {
+        m.remove(from);
+    }
+    Ok(format!("attached on {to}: {}", device_text(&dev)))
 }
 
 /// Checks a step's expectations; `Err` explains the first that failed.
 fn judge(
     scn: &Scenario,
-    lab: &Lab,
+    target: &dyn Target,
     step: &Step,
     result: &Result<String, String>,
     violations: &[Violation],
+    after: Option<&HostSummary>,
+    before: Option<&(HostSummary, usize)>,
 ) -> Result<(), String> {
-    match (&step.expect.error, result) {
-        (None, Err(e)) => return Err(format!("the step failed unexpectedly: {e}")),
+    let e = &step.expect;
+    match (&e.error, result) {
+        (None, Err(err)) => return Err(format!("the step failed unexpectedly: {err}")),
         (Some(want), Ok(got)) => {
             return Err(format!(
                 "expected an error containing {want:?}, but the step succeeded: {got}"
             ));
         }
-        (Some(want), Err(e)) if !e.contains(want.as_str()) => {
-            return Err(format!("expected an error containing {want:?}, got: {e}"));
+        (Some(want), Err(err)) => {
+            for w in std::iter::once(want).chain(&e.error_mentions) {
+                if !err.contains(w.as_str()) {
+                    return Err(format!("expected an error containing {w:?}, got: {err}"));
+                }
+            }
         }
-        _ => {}
+        (None, Ok(_)) => {}
     }
     let got: BTreeSet<String> = violations.iter().map(|v| v.kind.to_string()).collect();
-    let want: BTreeSet<String> = step.expect.violations.iter().cloned().collect();
+    let want: BTreeSet<String> = e.violations.iter().cloned().collect();
     if got != want {
         let list: Vec<String> = violations.iter().map(ToString::to_string).collect();
         return Err(format!(
@@ -346,20 +618,62 @@ fn judge(
             }
         ));
     }
-    if step.action == Action::Paths {
-        let vol = step.volume.as_deref().unwrap_or_default();
-        let host = host_of(scn, step);
-        let paths = lab.volume_paths(vol, host).map_err(|e| e.to_string())?;
-        if let Some(n) = step.expect.paths {
-            if paths.paths.len() != n {
-                return Err(format!(
-                    "expected {n} path(s), the connector reported {}",
-                    paths.paths.len()
-                ));
-            }
+    let host = host_of(scn, step);
+    let vol = step.volume.as_deref().unwrap_or_default();
+    if let Some(want) = &e.orphans {
+        let got = after.map(HostSummary::orphan_reasons).unwrap_or_default();
+        let mut want = want.clone();
+        want.sort();
+        if got != want {
+            return Err(format!(
+                "expected orphans {want:?} on {host}, the orphan report lists {:?}",
+                after.map(|a| a.orphans.clone()).unwrap_or_default()
+            ));
         }
-        if let Some(owner) = &step.expect.identity {
-            let wwid = crate::volume_wwid(lab, owner)?;
+    }
+    if e.clean && !after.is_some_and(HostSummary::is_clean) {
+        return Err(format!(
+            "expected {host} to hold nothing, it holds: {:#?}",
+            after
+        ));
+    }
+    if let (Some((old, journal_len)), Some(new)) = (before, after) {
+        let mut old = old.clone();
+        let mut new = new.clone();
+        // Paths are the report of attached volumes, not the host: compare the host itself.
+        old.paths.clear();
+        new.paths.clear();
+        if old != new {
+            return Err(format!(
+                "expected the step to touch nothing on {host}; before: {old:#?}\nafter: {new:#?}"
+            ));
+        }
+        let journal = target.journal(&host);
+        let writes: Vec<&String> = journal
+            .iter()
+            .skip(*journal_len)
+            .filter(|l| l.contains("] write ") || l.contains("] remove "))
+            .collect();
+        if !writes.is_empty() {
+            return Err(format!(
+                "expected the step to touch nothing on {host}, it wrote: {writes:?}"
+            ));
+        }
+    }
+    if step.action == Action::Paths && result.is_ok() {
+        let paths = target
+            .volume_paths(vol, &host)
+            .map_err(|e| e.to_string())?;
+        if let Some(n) = e.paths
+            && paths.paths.len() != n
+        {
+            return Err(format!(
+                "expected {n} path(s), the connector reported {}",
+                paths.paths.len()
+            ));
+        }
+        if let Some(owner) = &e.identity {
+            let wwid = target.identity(owner).map_err(|e| e.to_string())?;
             for p in &paths.paths {
                 let got = p.wwid.as_ref().map(|w| w.as_str().to_owned());
                 if got.as_deref() != Some(wwid.as_str()) {
@@ -372,22 +686,37 @@ fn judge(
             }
         }
     }
-    if step.action == Action::Attach {
-        if let (Some(owner), Ok(_)) = (&step.expect.identity, result) {
-            let vol = step.volume.as_deref().unwrap_or_default();
-            let host = host_of(scn, step);
-            let wwid = crate::volume_wwid(lab, owner)?;
-            let key = (host.to_owned(), vol.to_owned());
-            let got = lab
-                .attachments()
-                .get(&key)
-                .and_then(|a| a.device.scsi_wwn.as_ref().map(|w| w.as_str().to_owned()));
-            if got.as_deref() != Some(wwid.as_str()) {
-                return Err(format!(
-                    "attach returned a device with wwid {}, expected volume {owner}'s {wwid}",
-                    got.as_deref().unwrap_or("(none)")
-                ));
-            }
+    if matches!(step.action, Action::Attach | Action::Migrate)
+        && result.is_ok()
+        && let Some(owner) = &e.identity
+    {
+        let on = match step.action {
+            Action::Migrate => step.to.clone().unwrap_or_default(),
+            _ => host.clone(),
+        };
+        let wwid = target.identity(owner).map_err(|e| e.to_string())?;
+        let got = target
+            .attached_device(vol, &on)
+            .and_then(|d| d.scsi_wwn.map(|w| w.as_str().to_owned()));
+        if got.as_deref() != Some(wwid.as_str()) {
+            return Err(format!(
+                "attach returned a device with wwid {}, expected volume {owner}'s {wwid}",
+                got.as_deref().unwrap_or("(none)")
+            ));
+        }
+    }
+    if let Some(n) = e.paths
+        && step.action != Action::Paths
+    {
+        let on = step.to.clone().unwrap_or(host);
+        let got = target
+            .volume_paths(vol, &on)
+            .map(|p| p.paths.len())
+            .map_err(|e| e.to_string())?;
+        if got != n {
+            return Err(format!(
+                "expected {n} path(s) for {vol} on {on}, the connector reported {got}"
+            ));
         }
     }
     Ok(())

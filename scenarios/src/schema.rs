@@ -15,11 +15,14 @@ pub struct Scenario {
     /// What the scenario shows and why it matters.
     pub description: String,
     /// The protocol the volumes are attached with.
-    #[serde(default = "default_protocol")]
-    pub protocol: String,
+    #[serde(default)]
+    pub protocol: ProtocolName,
     /// The simulator's seed.
     #[serde(default)]
     pub seed: u64,
+    /// What the scenario requires from a target (see [`Requires`]).
+    #[serde(default)]
+    pub requires: Requires,
     /// The hosts.
     #[serde(rename = "host")]
     pub hosts: Vec<HostDef>,
@@ -31,8 +34,69 @@ pub struct Scenario {
     pub steps: Vec<Step>,
 }
 
-fn default_protocol() -> String {
-    "iscsi".to_owned()
+/// The protocols a scenario can name.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProtocolName {
+    /// iSCSI (the default).
+    #[default]
+    Iscsi,
+    /// Fibre Channel.
+    Fc,
+    /// NVMe over Fabrics (TCP).
+    Nvmeof,
+}
+
+impl ProtocolName {
+    /// The name as written in scenario files.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Iscsi => "iscsi",
+            Self::Fc => "fc",
+            Self::Nvmeof => "nvmeof",
+        }
+    }
+}
+
+/// What a scenario requires from a target beyond what its hosts and arrays imply. A target
+/// that cannot satisfy a requirement skips the scenario and prints why.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Requires {
+    /// dm-multipath on the host and two portals or more (implied by a `multipath` host).
+    #[serde(default)]
+    pub multipath: bool,
+    /// One target IQN shared by every volume (implied by an array with `iqn = "shared"`).
+    #[serde(default)]
+    pub shared_iqn: bool,
+    /// The scenario relies on the array handing a freed LUN id to the next volume:
+    /// `fresh` (new identity) or `same-identity` (implied by `identity = "reuse-on-lun"`).
+    #[serde(default)]
+    pub lun_reuse: Option<LunReusePolicy>,
+    /// Needs the simulator even without faults (for example because it expects violations
+    /// only the simulator's truth can see); the text says why.
+    #[serde(default)]
+    pub simulator: Option<String>,
+}
+
+/// How a scenario relies on LUN reuse.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LunReusePolicy {
+    /// The reused LUN reports the new volume's identity.
+    Fresh,
+    /// The reused LUN keeps the old volume's identity (tgtd).
+    SameIdentity,
+}
+
+impl LunReusePolicy {
+    /// The name as written in scenario files.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Fresh => "fresh",
+            Self::SameIdentity => "same-identity",
+        }
+    }
 }
 
 /// A host of the scenario.
@@ -129,9 +193,28 @@ pub struct Step {
     /// `detach`: pass the attach's device info (default true; false = after a migration).
     #[serde(default)]
     pub device_info: Option<bool>,
-    /// `fault`: which fault to inject.
+    /// `migrate`: the source host (the volume is attached there).
+    #[serde(default)]
+    pub from: Option<String>,
+    /// `migrate`: the destination host.
+    #[serde(default)]
+    pub to: Option<String>,
+    /// `reuse`: the deleted volume whose LUN the new volume must get.
+    #[serde(default)]
+    pub of: Option<String>,
+    /// `fault`: which fault to inject (see `faults::FAULTS`).
     #[serde(default)]
     pub fault: Option<String>,
+    /// `fault = "path-down"`: the portal to take down (default: the array's first).
+    #[serde(default)]
+    pub portal: Option<String>,
+    /// Counted faults: how many times the fault fires before it disarms (default: until
+    /// `clear-faults`).
+    #[serde(default)]
+    pub times: Option<u32>,
+    /// `udev-late`, `multipathd-slow`: the extra delay in milliseconds (default 30000).
+    #[serde(default)]
+    pub delay_ms: Option<u64>,
     /// What must hold after the step.
     #[serde(default)]
     pub expect: Expect,
@@ -155,6 +238,12 @@ pub enum Action {
     Detach,
     /// Ask the connector for the volume's paths.
     Paths,
+    /// Live migration as Nova does it: map to and attach on `to`, then detach from and
+    /// unmap on `from` (detach options apply to the source detach).
+    Migrate,
+    /// Create `volume` on the array of `of` (deleting `of` first if it still exists) and map
+    /// it to every host `of` was mapped to; the array must hand it `of`'s LUN ids.
+    Reuse,
     /// Inject a fault.
     Fault,
     /// Remove every injected fault.
@@ -177,7 +266,23 @@ pub struct Expect {
     /// `paths`: how many paths the connector must report.
     #[serde(default)]
     pub paths: Option<usize>,
-    /// `paths`/`attach`: the volume whose identity every path (or the device) must carry.
+    /// `paths`/`attach`/`migrate`: the volume whose identity every path (or the device)
+    /// must carry.
     #[serde(default)]
     pub identity: Option<String>,
+    /// With `error`: further texts the error must contain (what a forced detach dropped).
+    #[serde(default)]
+    pub error_mentions: Vec<String>,
+    /// The orphan report of the step's host lists exactly these reasons (sorted, with
+    /// repeats), e.g. `["stale_link"]`; `[]` = no orphans. Unset: not checked.
+    #[serde(default)]
+    pub orphans: Option<Vec<String>>,
+    /// `true`: the step's host holds no SCSI disk, dm map, iSCSI session or
+    /// `/dev/disk/by-path` link at all after the step.
+    #[serde(default)]
+    pub clean: bool,
+    /// `true`: the step changed nothing on its host (tree summary identical before and
+    /// after, no write or remove by the connector): "touches nothing".
+    #[serde(default)]
+    pub unchanged: bool,
 }

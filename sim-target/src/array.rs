@@ -60,6 +60,40 @@ pub struct ArraySpec {
     pub vendor: String,
     /// INQUIRY model (up to 16 chars).
     pub model: String,
+    /// How hosts reach the array: iSCSI through `portals` (the default), FC target ports, or
+    /// NVMe-oF ports.
+    #[serde(default)]
+    pub transport: ArrayTransport,
+}
+
+/// The transport an array exports its volumes over.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ArrayTransport {
+    /// iSCSI targets reachable through [`ArraySpec::portals`].
+    #[default]
+    Iscsi,
+    /// Fibre Channel: the array's target ports. Every port presents every LUN mapped to a
+    /// host (LUN masking per host group).
+    Fc {
+        /// Target ports.
+        ports: Vec<crate::fc::FcTargetPort>,
+    },
+    /// NVMe over fabrics: subsystems (named by [`ArraySpec::iqn_mode`], which then holds NQNs)
+    /// reachable through every port.
+    Nvme(crate::nvme::NvmeTargetSpec),
+}
+
+/// The LUN-masking key of a host on an array: initiator IQN (iSCSI), host group (FC), host
+/// NQN (NVMe).
+pub(crate) fn initiator_key(transport: &ArrayTransport, host: &crate::world::HostSpec) -> String {
+    match transport {
+        ArrayTransport::Iscsi => host.initiator_iqn.clone(),
+        ArrayTransport::Fc { .. } => format!("fc-host-group:{}", host.name),
+        ArrayTransport::Nvme(_) => host
+            .nvme
+            .as_ref()
+            .map_or_else(String::new, |n| n.hostnqn.clone()),
+    }
 }
 
 impl ArraySpec {
@@ -78,7 +112,30 @@ impl ArraySpec {
             lun0_controller: false,
             vendor: "LIO-ORG".to_owned(),
             model: "IBLOCK".to_owned(),
+            transport: ArrayTransport::Iscsi,
         }
+    }
+
+    /// An FC array with these target ports: LUNs from 1, fresh identities, INQUIRY
+    /// `LIO-ORG`/`IBLOCK` (change `vendor`/`model` for another brand).
+    pub fn fc(name: impl Into<String>, ports: Vec<crate::fc::FcTargetPort>) -> Self {
+        let mut spec = Self::new(name, Vec::new());
+        spec.transport = ArrayTransport::Fc { ports };
+        spec
+    }
+
+    /// An NVMe-oF array (nvmet-like): one subsystem per volume named
+    /// `nqn.nvme-subsystem-1-<volume name>`, namespace ids from 1, reachable on `ports`.
+    /// Use [`IqnMode::Shared`] with an NQN for one subsystem holding every namespace.
+    pub fn nvme(name: impl Into<String>, ports: Vec<crate::nvme::NvmePort>) -> Self {
+        let mut spec = Self::new(name, Vec::new());
+        spec.iqn_mode = IqnMode::PerVolume {
+            prefix: "nqn.nvme-subsystem-1-".to_owned(),
+        };
+        spec.vendor = "Linux".to_owned();
+        spec.model = "Linux".to_owned();
+        spec.transport = ArrayTransport::Nvme(crate::nvme::NvmeTargetSpec::new(ports));
+        spec
     }
 }
 
@@ -115,11 +172,12 @@ impl Identity {
 /// Where a volume is mapped for one host.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Mapping {
-    /// Target IQN.
+    /// Target name: the IQN (iSCSI), the subsystem NQN (NVMe), empty for FC.
     pub iqn: String,
-    /// Portals the target is reachable on.
+    /// Where the target is reachable: portals `ip:port` (iSCSI), target WWPNs as 16 hex
+    /// digits (FC), `traddr:trsvcid` (NVMe).
     pub portals: Vec<String>,
-    /// LUN id as the array numbers it (what Cinder reports).
+    /// LUN id as the array numbers it (what Cinder reports); the namespace id for NVMe.
     pub lun: u64,
 }
 
@@ -152,6 +210,8 @@ pub(crate) struct VolumeState {
     pub(crate) iqn: String,
     /// (host, initiator, lun) it is mapped to.
     pub(crate) mapped: BTreeMap<HostId, (String, u64)>,
+    /// NVMe namespace identifiers (volumes of NVMe arrays only).
+    pub(crate) ns_ids: Option<crate::nvme::NsIds>,
 }
 
 #[derive(Debug, Clone)]
@@ -200,6 +260,9 @@ impl ArrayState {
     }
 
     pub(crate) fn target_iqn_for(&self, name: &str) -> String {
+        if let ArrayTransport::Fc { .. } = self.spec.transport {
+            return crate::fc::FC_TARGET.to_owned();
+        }
         match &self.spec.iqn_mode {
             IqnMode::PerVolume { prefix } => format!("{prefix}{name}"),
             IqnMode::Shared { iqn } => iqn.clone(),
@@ -222,6 +285,26 @@ impl ArrayState {
         } else {
             Some(klun)
         }
+    }
+
+    /// NVMe namespace ids are per subsystem, not per host: a volume already exported in the
+    /// subsystem keeps its nsid; else the lowest free nsid from `first_lun` (at least 1).
+    pub(crate) fn allocate_nsid(&self, nqn: &str, vol: VolumeId) -> Result<u64, SimError> {
+        let Some(t) = self.targets.get(nqn) else {
+            return Ok(self.spec.first_lun.max(1));
+        };
+        if let Some(((_, nsid), _)) = t.luns.iter().find(|(_, v)| **v == vol) {
+            return Ok(*nsid);
+        }
+        let used: BTreeSet<u64> = t.luns.keys().map(|(_, l)| *l).collect();
+        let mut nsid = self.spec.first_lun.max(1);
+        while used.contains(&nsid) {
+            nsid += 1;
+        }
+        if nsid > u64::from(u32::MAX - 1) {
+            return Err(SimError::NoFreeLun(nqn.to_owned()));
+        }
+        Ok(nsid)
     }
 
     pub(crate) fn allocate_lun(&self, iqn: &str, initiator: &str) -> Result<u64, SimError> {

@@ -107,28 +107,7 @@ impl World {
             ["sys", "devices", "platform", _, _, _, hctl, "delete"] => {
                 let hctl = Hctl::parse(hctl)
                     .ok_or_else(|| ControlError::new(Errno::ENOENT, path, "no such device"))?;
-                let name = self
-                    .host_ref(host)
-                    .kernel
-                    .devices
-                    .get(&hctl)
-                    .and_then(|d| d.sd_name());
-                let busy = self.faults.fire(|f| match f {
-                    Fault::DeviceDeleteBusy {
-                        host: h, device, ..
-                    } => {
-                        *h == host
-                            && device
-                                .as_deref()
-                                .is_none_or(|d| d == hctl.to_string() || Some(d) == name.as_deref())
-                    }
-                    _ => false,
-                });
-                if busy {
-                    return Err(ControlError::new(Errno::EBUSY, path, "device busy (fault)"));
-                }
-                self.remove_scsi_device(host, hctl);
-                Ok(())
+                self.delete_scsi_device(host, path, hctl)
             }
             ["sys", "devices", "platform", _, _, _, hctl, "rescan"] => {
                 let hctl = Hctl::parse(hctl)
@@ -159,9 +138,74 @@ impl World {
                 }
                 Ok(())
             }
+            // FC hosts: `/sys/devices/<pci path>/hostH/scsi_host/hostH/scan`.
+            ["sys", "devices", .., h, "scsi_host", h2, "scan"] if h == h2 => {
+                let host_no: u32 = h
+                    .strip_prefix("host")
+                    .and_then(|n| n.parse().ok())
+                    .unwrap_or(u32::MAX);
+                let (c, t, l) = parse_scan(content).map_err(|()| {
+                    ControlError::new(
+                        Errno::EINVAL,
+                        path,
+                        format!("malformed scan request {content:?}"),
+                    )
+                })?;
+                if self.host_ref(host).kernel.fc.hba_by_host_no(host_no).is_none() {
+                    return Err(ControlError::new(Errno::ENOENT, path, "no such SCSI host"));
+                }
+                self.fc_scan(host, host_no, c, t, l);
+                Ok(())
+            }
+            // FC LUNs: `.../rport-H:0-N/targetH:0:T/H:0:T:L/{delete,rescan}`.
+            ["sys", "devices", .., hctl, "delete"] if Hctl::parse(hctl).is_some() => {
+                let hctl = Hctl::parse(hctl)
+                    .ok_or_else(|| ControlError::new(Errno::ENOENT, path, "no such device"))?;
+                self.delete_scsi_device(host, path, hctl)
+            }
+            ["sys", "devices", .., hctl, "rescan"] if Hctl::parse(hctl).is_some() => {
+                let hctl = Hctl::parse(hctl)
+                    .ok_or_else(|| ControlError::new(Errno::ENOENT, path, "no such device"))?;
+                self.rescan_device(host, hctl);
+                Ok(())
+            }
+            ["sys", "devices", "virtual", "nvme-fabrics", "ctl", ctrl, attr] => {
+                self.nvme_control(host, path, ctrl, attr, content)
+            }
             // Other writable attributes accept the write; the model does not track them.
             _ => Ok(()),
         }
+    }
+
+    /// `echo 1 > .../H:C:T:L/delete` (EBUSY with the fault armed).
+    fn delete_scsi_device(
+        &mut self,
+        host: HostId,
+        path: &str,
+        hctl: Hctl,
+    ) -> Result<(), ControlError> {
+                let name = self
+                    .host_ref(host)
+                    .kernel
+                    .devices
+                    .get(&hctl)
+                    .and_then(|d| d.sd_name());
+                let busy = self.faults.fire(|f| match f {
+                    Fault::DeviceDeleteBusy {
+                        host: h, device, ..
+                    } => {
+                        *h == host
+                            && device
+                                .as_deref()
+                                .is_none_or(|d| d == hctl.to_string() || Some(d) == name.as_deref())
+                    }
+                    _ => false,
+                });
+                if busy {
+                    return Err(ControlError::new(Errno::EBUSY, path, "device busy (fault)"));
+                }
+                self.remove_scsi_device(host, hctl);
+                Ok(())
     }
 }
 

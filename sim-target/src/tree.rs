@@ -212,6 +212,24 @@ impl Tree {
     }
 }
 
+/// The raw target sysfs gives a symlink placed in directory `from_dir` that points at `to`
+/// (both absolute): up to the deepest ancestor of `from_dir` that is also an ancestor of
+/// `to`'s parent, then down (`kernfs_get_target_path`). So a link to an ancestor still names
+/// it (`device -> ../../../0:0:0:1`).
+pub(crate) fn sysfs_link(from_dir: &str, to: &str) -> String {
+    let from: Vec<&str> = from_dir.split('/').filter(|c| !c.is_empty()).collect();
+    let to: Vec<&str> = to.split('/').filter(|c| !c.is_empty()).collect();
+    let parent_len = to.len().saturating_sub(1);
+    let common = from
+        .iter()
+        .zip(to.iter().take(parent_len))
+        .take_while(|(a, b)| a == b)
+        .count();
+    let mut out = "../".repeat(from.len() - common);
+    out.push_str(&to.get(common..).unwrap_or_default().join("/"));
+    out
+}
+
 /// What changed between two trees (see [`Tree::diff`]).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct TreeDiff {
@@ -268,6 +286,24 @@ mod tests {
         assert_eq!(n, 5);
         assert!(t.get("/sys/devices/platform/host01").is_some());
         assert!(t.get("/sys/devices/platform/host0/scsi_host").is_none());
+    }
+
+    #[test]
+    fn sysfs_links_name_ancestors() {
+        let lun = "/sys/devices/platform/host0/session1/target0:0:0/0:0:0:1";
+        assert_eq!(
+            sysfs_link(&format!("{lun}/scsi_device/0:0:0:1"), lun),
+            "../../../0:0:0:1"
+        );
+        assert_eq!(sysfs_link(lun, "/sys/bus/scsi"), "../../../../../../bus/scsi");
+        assert_eq!(
+            sysfs_link(&format!("{lun}/block/sda"), "/sys/devices/virtual/bdi/8:0"),
+            "../../../../../../../virtual/bdi/8:0"
+        );
+        assert_eq!(
+            sysfs_link("/sys/class/block", &format!("{lun}/block/sda")),
+            "../../devices/platform/host0/session1/target0:0:0/0:0:0:1/block/sda"
+        );
     }
 
     #[test]

@@ -20,6 +20,7 @@ use std::collections::BTreeMap;
 use crate::faults::{Fault, UdevAction};
 use crate::ids::{ControlError, Errno, HostId};
 use crate::kernel::{BSG_MAJOR, DM_MAJOR, DevKind, SG_MAJOR};
+use crate::fc::fc_by_path_name;
 use crate::naming::{by_path_name, sd_devt, udev_clean};
 use crate::tree::{Node, Tree};
 use crate::world::{Event, World};
@@ -118,21 +119,24 @@ impl World {
             target: format!("../../{dev}"),
             priority: prio,
         };
+        if k.nvme.block_exists(dev) {
+            return self.nvme_claims(host, dev);
+        }
         if let Some(d) = k.disk_by_name(dev) {
             let DevKind::Disk { sd } = d.kind else {
                 return None;
             };
-            let s = k.session_of(d)?;
+            let by_path = match k.session_of(d) {
+                Some(s) => by_path_name(&s.portal, &s.iqn, d.hctl.lun),
+                None => {
+                    let (hba, r) = self.fc_rport_of(host, d.hctl)?;
+                    fc_by_path_name(&hba.spec.device_path, r.wwpn, d.hctl.lun)
+                }
+            };
             let (maj, min) = sd_devt(sd);
             let naa = &d.identity.naa;
             let mut c = vec![
-                disk(
-                    format!(
-                        "/dev/disk/by-path/{}",
-                        by_path_name(&s.portal, &s.iqn, d.hctl.lun)
-                    ),
-                    0,
-                ),
+                disk(format!("/dev/disk/by-path/{by_path}"), 0),
                 disk(format!("/dev/disk/by-id/scsi-3{naa}"), 0),
                 disk(format!("/dev/disk/by-id/wwn-0x{naa}"), 0),
                 disk(format!("/dev/disk/by-diskseq/{}", d.diskseq), 0),
@@ -298,6 +302,7 @@ impl World {
                 },
             );
         }
+        self.render_nvme_dev(host, t);
         if h.spec.multipathd {
             t.insert(
                 "/dev/mapper/control",

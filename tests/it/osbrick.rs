@@ -3,27 +3,33 @@
 //!
 //! Each test plays attach/detach sequences on a [`Lab`] with our connectors; at every
 //! checkpoint, for every volume and both `use_multipath` values, it runs
-//! `brick paths --root R --props P [--multipath] --json` and `tools/osbrick_oracle.py` (one
-//! Python process per checkpoint, in batch mode) and compares the two path sets. The oracle
+//! `brick paths --root R --props P [--multipath] --json` and asks `tools/osbrick_oracle.py`
+//! (one Python process per test, `--serve` mode) and compares the two path sets. The oracle
 //! makes os-brick see R as `/` by redirecting its filesystem calls, and answers the commands it
 //! runs (`iscsiadm -m session`) with outputs captured from the simulator for that very tree.
 //!
 //! Python: `BRICK_OSBRICK_PYTHON` (CI sets it to `target/osbrick-venv/bin/python`, see
-//! `.ci/run`), else `target/osbrick-venv/bin/python`, else `python3`, whichever imports
-//! `os_brick`. Without one the tests print why and pass, except under `CI`, where they fail.
+//! `.ci/run`), else `osbrick-venv/bin/python` in the target directory, else `python3`,
+//! whichever imports `os_brick`. Without one the tests print why and pass, except under `CI`, where they fail.
 
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
+use std::io::{BufRead as _, BufReader, Write as _};
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 
 use brick_connectors::DisconnectOptions;
 use brick_harness::simhost::lock;
 use brick_harness::{Lab, LabHostSpec};
-use brick_sim_target::{ArraySpec, IqnMode};
+use brick_sim_target::{ArraySpec, Fault, IqnMode, Times, UdevAction};
 use serde_json::{Value, json};
 
 const BRICK: &str = env!("CARGO_BIN_EXE_brick");
+
+/// The commands os-brick's `get_volume_paths` runs (iSCSI single-path: the session list),
+/// captured from the simulator for each tree. FC and NVMe-oF run none; an unexpected command
+/// makes the oracle fail loudly rather than guess.
+const CAPTURED_COMMANDS: &[&[&str]] = &[&["iscsiadm", "-m", "session"]];
 
 fn workspace() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -45,9 +51,12 @@ fn usable(python: &Path) -> Result<(), String> {
     {
         Ok(o) if o.status.success() => Ok(()),
         Ok(o) => Err(format!(
-            "`{}` cannot import os_brick: {}",
+            "`{}` cannot import os_brick ({})",
             python.display(),
-            String::from_utf8_lossy(&o.stderr).trim()
+            String::from_utf8_lossy(&o.stderr)
+                .lines()
+                .last()
+                .unwrap_or("no error message")
         )),
         Err(e) => Err(format!("`{}` does not run: {e}", python.display())),
     }
@@ -63,7 +72,12 @@ fn python() -> Option<PathBuf> {
         }
         Ok(p)
     } else {
+        // CARGO_TARGET_TMPDIR is `<target dir>/tmp`: the venv .ci/run makes is its sibling.
+        let target = Path::new(env!("CARGO_TARGET_TMPDIR"))
+            .parent()
+            .map_or_else(|| workspace().join("target"), Path::to_path_buf);
         let candidates = [
+            target.join("osbrick-venv/bin/python"),
             workspace().join("target/osbrick-venv/bin/python"),
             PathBuf::from("python3"),
         ];
@@ -100,6 +114,7 @@ fn python() -> Option<PathBuf> {
 struct Bench {
     lab: Lab,
     python: PathBuf,
+    oracle: Oracle,
     dir: Option<tempfile::TempDir>,
     checkpoints: usize,
     /// Comparisons where both sides found at least one path (guards against vacuous passes).
@@ -118,6 +133,56 @@ struct Case {
     commands_file: PathBuf,
 }
 
+/// The oracle in `--serve` mode: one job list per line in, one result list per line out.
+struct Oracle {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    stdout: BufReader<ChildStdout>,
+}
+
+impl Oracle {
+    fn start(python: &Path) -> Self {
+        let mut child = Command::new(python)
+            .arg(script())
+            .arg("--serve")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting the oracle with {}: {e}", python.display()));
+        let stdin = child.stdin.take();
+        let stdout = BufReader::new(child.stdout.take().unwrap());
+        Self {
+            child,
+            stdin,
+            stdout,
+        }
+    }
+
+    fn ask(&mut self, jobs: &[Value]) -> Vec<Value> {
+        let stdin = self.stdin.as_mut().unwrap();
+        writeln!(stdin, "{}", serde_json::to_string(jobs).unwrap()).unwrap();
+        stdin.flush().unwrap();
+        let mut line = String::new();
+        let n = self.stdout.read_line(&mut line).unwrap();
+        assert!(n > 0, "the oracle exited (its stderr is above)");
+        let answer: Value = serde_json::from_str(&line)
+            .unwrap_or_else(|e| panic!("oracle output is not JSON ({e}): {line}"));
+        let results = answer
+            .as_array()
+            .unwrap_or_else(|| panic!("the oracle refused the request: {answer}"));
+        assert_eq!(results.len(), jobs.len(), "one answer per job");
+        results.clone()
+    }
+}
+
+impl Drop for Oracle {
+    fn drop(&mut self) {
+        // End of input stops the server; reap it.
+        drop(self.stdin.take());
+        let _ = self.child.wait();
+    }
+}
+
 impl Bench {
     fn new(python: PathBuf) -> Self {
         let dir = tempfile::Builder::new()
@@ -126,6 +191,7 @@ impl Bench {
             .unwrap();
         Self {
             lab: Lab::new(7),
+            oracle: Oracle::start(&python),
             python,
             dir: Some(dir),
             checkpoints: 0,
@@ -154,7 +220,7 @@ impl Bench {
         let id = self.lab.host_id(host).unwrap();
         let mut world = lock(self.lab.world());
         let mut out = Vec::new();
-        for argv in [["iscsiadm", "-m", "session"]] {
+        for argv in CAPTURED_COMMANDS {
             let argv: Vec<String> = argv.iter().map(|s| (*s).to_owned()).collect();
             let o = world.exec(id, &argv, None);
             out.push(json!({
@@ -177,7 +243,11 @@ impl Bench {
         std::fs::create_dir_all(&case_dir).unwrap();
         let commands = self.commands(host);
         let commands_file = case_dir.join("commands.json");
-        std::fs::write(&commands_file, serde_json::to_string_pretty(&commands).unwrap()).unwrap();
+        std::fs::write(
+            &commands_file,
+            serde_json::to_string_pretty(&commands).unwrap(),
+        )
+        .unwrap();
 
         let mut cases = Vec::new();
         let mut jobs = Vec::new();
@@ -187,7 +257,7 @@ impl Bench {
             for multipath in [false, true] {
                 jobs.push(json!({
                     "root": root,
-                    "protocol": "iscsi",
+                    "protocol": oracle_protocol(props),
                     "props": props,
                     "multipath": multipath,
                     "commands": commands,
@@ -240,29 +310,16 @@ impl Bench {
         }
     }
 
-    fn oracle_batch(&self, case_dir: &Path, jobs: &[Value]) -> Vec<Result<BTreeSet<String>, String>> {
+    fn oracle_batch(
+        &mut self,
+        case_dir: &Path,
+        jobs: &[Value],
+    ) -> Vec<Result<BTreeSet<String>, String>> {
+        // Kept for `osbrick_oracle.py --batch` by hand.
         let batch = case_dir.join("batch.json");
         std::fs::write(&batch, serde_json::to_string(jobs).unwrap()).unwrap();
-        let o = Command::new(&self.python)
-            .arg(script())
-            .arg("--batch")
-            .arg(&batch)
-            .output()
-            .unwrap();
-        assert!(
-            o.status.success(),
-            "the oracle failed: {}\n{}",
-            String::from_utf8_lossy(&o.stdout),
-            String::from_utf8_lossy(&o.stderr)
-        );
-        let results: Vec<Value> = serde_json::from_slice(&o.stdout).unwrap_or_else(|e| {
-            panic!(
-                "oracle output is not JSON ({e}): {}",
-                String::from_utf8_lossy(&o.stdout)
-            )
-        });
-        assert_eq!(results.len(), jobs.len(), "one answer per job");
-        results
+        self.oracle
+            .ask(jobs)
             .into_iter()
             .map(|r| match r.get("paths").and_then(Value::as_array) {
                 Some(paths) => Ok(paths
@@ -320,18 +377,23 @@ impl Bench {
             serde_json::to_string_pretty(&case.props).unwrap_or_default()
         );
         if let Ok(c) = std::fs::read_to_string(&case.commands_file) {
-            let _ = writeln!(r, "\ncanned commands ({}):\n{c}", case.commands_file.display());
+            let _ = writeln!(
+                r,
+                "\ncanned commands ({}):\n{c}",
+                case.commands_file.display()
+            );
         }
         let mp = if case.multipath { " --multipath" } else { "" };
         let _ = writeln!(
             r,
             "\nrerun by hand (files kept):\n  {BRICK} paths --root {} --props {}{mp} --json\n  \
-             {} {} --root {} --protocol iscsi --props {}{mp} --commands {} --trace",
+             {} {} --root {} --protocol {} --props {}{mp} --commands {} --trace",
             root.display(),
             case.props_file.display(),
             self.python.display(),
             script().display(),
             root.display(),
+            oracle_protocol(&case.props),
             case.props_file.display(),
             case.commands_file.display(),
         );
@@ -348,6 +410,15 @@ impl Bench {
             "only {} comparisons with paths on both sides, expected at least {min_non_empty}",
             self.non_empty
         );
+    }
+}
+
+/// The oracle's protocol name for properties wrapped as a Cinder driver emits them.
+fn oracle_protocol(props: &Value) -> &'static str {
+    match props["driver_volume_type"].as_str() {
+        Some("fibre_channel") => "fc",
+        Some("nvmeof") => "nvmeof",
+        _ => "iscsi",
     }
 }
 
@@ -395,13 +466,9 @@ fn known_quirk(case: &Case) -> Option<&'static str> {
         .then_some("iSCSI single-path get_volume_paths applies addressing_mode twice")
 }
 
-fn python_or_skip() -> Option<PathBuf> {
-    python()
-}
-
 #[test]
 fn single_path_attach_detach_agrees() {
-    let Some(py) = python_or_skip() else { return };
+    let Some(py) = python() else { return };
     let mut b = Bench::new(py);
     b.host(LabHostSpec::single("compute-1"));
     b.lab
@@ -426,7 +493,7 @@ fn single_path_attach_detach_agrees() {
 
 #[test]
 fn multipath_over_two_portals_agrees() {
-    let Some(py) = python_or_skip() else { return };
+    let Some(py) = python() else { return };
     let mut b = Bench::new(py);
     b.host(LabHostSpec::multipath("compute-1"));
     // A host configured single-path attaching the same multi-portal properties.
@@ -451,7 +518,7 @@ fn multipath_over_two_portals_agrees() {
 
 #[test]
 fn shared_target_after_detaching_one_lun_agrees() {
-    let Some(py) = python_or_skip() else { return };
+    let Some(py) = python() else { return };
     let mut b = Bench::new(py);
     b.host(LabHostSpec::single("compute-1"));
     b.host(LabHostSpec::multipath("compute-2"));
@@ -488,7 +555,7 @@ fn shared_target_after_detaching_one_lun_agrees() {
 
 #[test]
 fn leaked_detach_agrees() {
-    let Some(py) = python_or_skip() else { return };
+    let Some(py) = python() else { return };
     let mut b = Bench::new(py);
     b.host(LabHostSpec::single("compute-1"));
     let mut spec = ArraySpec::new("array-1", vec!["10.0.2.2:3260".into()]);
@@ -505,7 +572,10 @@ fn leaked_detach_agrees() {
     b.lab.create_volume("B", "array-1", 1 << 30).unwrap();
     b.lab.map("B", "compute-1").unwrap();
     let bp = b.props("B", "compute-1");
-    assert_eq!(a["data"]["target_lun"], bp["data"]["target_lun"], "B reuses A's LUN");
+    assert_eq!(
+        a["data"]["target_lun"], bp["data"]["target_lun"],
+        "B reuses A's LUN"
+    );
     // Both must report the leftover path for B's properties (it leads to A's device).
     b.compare("B mapped on A's LUN", "compute-1", &[("A", &a), ("B", &bp)]);
     b.finish(2);
@@ -513,7 +583,7 @@ fn leaked_detach_agrees() {
 
 #[test]
 fn lun_256_and_above_agrees() {
-    let Some(py) = python_or_skip() else { return };
+    let Some(py) = python() else { return };
     let mut b = Bench::new(py);
     b.host(LabHostSpec::single("compute-1"));
     b.host(LabHostSpec::multipath("compute-2"));
@@ -547,7 +617,7 @@ fn lun_256_and_above_agrees() {
 
 #[test]
 fn flat_addressing_agrees_except_the_known_os_brick_quirk() {
-    let Some(py) = python_or_skip() else { return };
+    let Some(py) = python() else { return };
     let mut b = Bench::new(py);
     b.host(LabHostSpec::single("compute-1"));
     let mut spec = ArraySpec::new("array-1", vec!["10.0.2.2:3260".into()]);
@@ -565,7 +635,7 @@ fn flat_addressing_agrees_except_the_known_os_brick_quirk() {
 
 #[test]
 fn ipv6_portal_agrees() {
-    let Some(py) = python_or_skip() else { return };
+    let Some(py) = python() else { return };
     let mut b = Bench::new(py);
     b.host(LabHostSpec::single("compute-1"));
     b.lab
@@ -576,5 +646,66 @@ fn ipv6_portal_agrees() {
     let a = b.props("A", "compute-1");
     b.lab.attach("A", "compute-1").unwrap();
     b.compare("IPv6 portal attached", "compute-1", &[("A", &a)]);
+    b.finish(2);
+}
+
+#[test]
+fn dangling_links_after_lost_udev_removes_agree() {
+    let Some(py) = python() else { return };
+    let mut b = Bench::new(py);
+    b.host(LabHostSpec::single("compute-1"));
+    b.lab
+        .add_array(ArraySpec::new("array-1", vec!["10.0.2.2:3260".into()]))
+        .unwrap();
+    b.lab.create_volume("A", "array-1", 1 << 30).unwrap();
+    b.lab.map("A", "compute-1").unwrap();
+    let a = b.props("A", "compute-1");
+    b.lab.attach("A", "compute-1").unwrap();
+    b.compare("A attached", "compute-1", &[("A", &a)]);
+    let host = b.lab.host_id("compute-1").unwrap();
+    b.lab
+        .inject(Fault::UdevLost {
+            host,
+            action: UdevAction::Remove,
+            times: Times::Always,
+        })
+        .unwrap();
+    b.lab
+        .detach("A", "compute-1", DisconnectOptions::default(), true)
+        .unwrap();
+    b.lab.settle().unwrap();
+    let root = b.lab.root("compute-1").unwrap();
+    let links: Vec<_> = std::fs::read_dir(root.join("dev/disk/by-path"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert!(
+        links.iter().any(|l| l.is_symlink() && !l.exists()),
+        "the fault must leave a dangling by-path link: {links:?}"
+    );
+    // A link whose device is gone is not a path, for either side.
+    b.compare("A detached, udev remove lost", "compute-1", &[("A", &a)]);
+    b.finish(2);
+}
+
+#[test]
+fn portal_down_on_a_multipath_host_agrees() {
+    let Some(py) = python() else { return };
+    let mut b = Bench::new(py);
+    b.host(LabHostSpec::multipath("compute-1"));
+    let portals = vec!["10.0.2.2:3260".into(), "10.0.3.2:3260".into()];
+    b.lab.add_array(ArraySpec::new("array-1", portals)).unwrap();
+    b.lab.create_volume("A", "array-1", 1 << 30).unwrap();
+    b.lab.map("A", "compute-1").unwrap();
+    let a = b.props("A", "compute-1");
+    b.lab.attach("A", "compute-1").unwrap();
+    let host = b.lab.host_id("compute-1").unwrap();
+    b.lab
+        .inject(Fault::PortalDown {
+            host,
+            portal: "10.0.3.2:3260".into(),
+        })
+        .unwrap();
+    b.compare("one portal down", "compute-1", &[("A", &a)]);
     b.finish(2);
 }

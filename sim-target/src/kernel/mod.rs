@@ -109,9 +109,25 @@ pub(crate) struct Kernel {
     pub(crate) devices: BTreeMap<Hctl, ScsiDev>,
     pub(crate) last_diskseq: u64,
     pub(crate) dms: BTreeMap<u32, DmMap>,
+    /// FC HBAs (SCSI hosts) and their remote ports.
+    pub(crate) fc: crate::fc::FcKernel,
+    /// NVMe controllers, subsystems and namespaces.
+    pub(crate) nvme: crate::nvme::NvmeKernel,
 }
 
-fn lowest_free(used: impl Iterator<Item = u32>) -> u32 {
+/// Where a SCSI device's I/O goes.
+#[derive(Debug, Clone)]
+pub(crate) struct Route {
+    pub(crate) array: ArrayId,
+    /// Target IQN (iSCSI) or the FC target key.
+    pub(crate) target: String,
+    /// The host's masking key on that array.
+    pub(crate) initiator: String,
+    /// Whether the path works now (portal up / HBA and rport online).
+    pub(crate) up: bool,
+}
+
+pub(crate) fn lowest_free(used: impl Iterator<Item = u32>) -> u32 {
     let used: BTreeSet<u32> = used.collect();
     (0..).find(|i| !used.contains(i)).unwrap_or(u32::MAX)
 }
@@ -136,9 +152,11 @@ impl Kernel {
         self.last_diskseq
     }
 
-    /// Whether a block device (`sdX` or `dm-N`) exists.
+    /// Whether a block device (`sdX`, `dm-N`, `nvmeXnY`, `nvmeXcYnZ`) exists.
     pub(crate) fn block_exists(&self, name: &str) -> bool {
-        self.disk_by_name(name).is_some() || self.dm_by_name(name).is_some()
+        self.disk_by_name(name).is_some()
+            || self.dm_by_name(name).is_some()
+            || self.nvme.block_exists(name)
     }
 
     /// The dm maps holding `sd`.
@@ -207,7 +225,7 @@ impl World {
             return Err(LoginError::Unreachable);
         };
         let k = &mut h.kernel;
-        let host_no = lowest_free(k.shosts.keys().copied());
+        let host_no = lowest_free(k.shosts.keys().copied().chain(k.fc.host_nos()));
         k.last_sid += 1;
         let sid = k.last_sid;
         k.shosts.insert(host_no, sid);
@@ -278,7 +296,7 @@ impl World {
                 continue;
             }
             if let Some(probe) = self.probe(s.array, &s.iqn, &initiator, klun) {
-                self.add_scsi_device(host, &s, hctl, probe);
+                self.add_scsi_device(host, s.array, s.sid, hctl, probe);
             }
         }
     }
@@ -318,17 +336,45 @@ impl World {
     /// The volume I/O to this device reaches now (`None` if nothing is mapped there or the
     /// device is not a disk).
     pub(crate) fn backing_of(&self, host: HostId, dev: &ScsiDev) -> Option<crate::VolumeId> {
-        let s = self.host_ref(host).kernel.sessions.get(&dev.sid)?;
-        let initiator = &self.host_ref(host).spec.initiator_iqn;
-        match self.probe(s.array, &s.iqn, initiator, dev.hctl.lun)? {
+        let r = self.scsi_route(host, dev)?;
+        match self.probe(r.array, &r.target, &r.initiator, dev.hctl.lun)? {
             Probe::Disk { vol, .. } => Some(vol),
             Probe::Controller { .. } => None,
         }
     }
 
-    fn add_scsi_device(&mut self, host: HostId, s: &Session, hctl: Hctl, probe: Probe) {
+    /// The array, target and masking key behind a SCSI device (iSCSI session or FC rport).
+    pub(crate) fn scsi_route(&self, host: HostId, dev: &ScsiDev) -> Option<Route> {
+        let h = self.host_ref(host);
+        if let Some(s) = h.kernel.sessions.get(&dev.sid) {
+            return Some(Route {
+                array: s.array,
+                target: s.iqn.clone(),
+                initiator: h.spec.initiator_iqn.clone(),
+                up: !self.portal_down(host, &s.portal),
+            });
+        }
+        let (hba, rport) = self.fc_rport_of(host, dev.hctl)?;
+        let array = rport.array?;
+        Some(Route {
+            array,
+            target: crate::fc::FC_TARGET.to_owned(),
+            initiator: crate::array::initiator_key(&self.array_ref(array).spec.transport, &h.spec),
+            up: hba.state == crate::fc::FcPortState::Online
+                && rport.state == crate::fc::FcPortState::Online,
+        })
+    }
+
+    pub(crate) fn add_scsi_device(
+        &mut self,
+        host: HostId,
+        array: ArrayId,
+        sid: u32,
+        hctl: Hctl,
+        probe: Probe,
+    ) {
         let (vendor, model) = {
-            let a = self.array_ref(s.array);
+            let a = self.array_ref(array);
             (a.spec.vendor.clone(), a.spec.model.clone())
         };
         let Some(h) = self.hosts.get_mut(host.0 as usize) else {
@@ -360,7 +406,7 @@ impl World {
         };
         let dev = ScsiDev {
             hctl,
-            sid: s.sid,
+            sid,
             kind,
             identity,
             vendor,
@@ -397,14 +443,13 @@ impl World {
         let Some(dev) = self.host_ref(host).kernel.devices.get(&hctl).cloned() else {
             return;
         };
-        let Some(s) = self.host_ref(host).kernel.sessions.get(&dev.sid).cloned() else {
+        let Some(r) = self.scsi_route(host, &dev) else {
             return;
         };
-        if self.portal_down(host, &s.portal) {
+        if !r.up {
             return;
         }
-        let initiator = self.host_ref(host).spec.initiator_iqn.clone();
-        let probe = self.probe(s.array, &s.iqn, &initiator, hctl.lun);
+        let probe = self.probe(r.array, &r.target, &r.initiator, hctl.lun);
         let Some(h) = self.hosts.get_mut(host.0 as usize) else {
             return;
         };

@@ -5,7 +5,7 @@ use super::attrs::{self, Attr, AttrKind};
 use super::{BSG_MAJOR, DM_MAJOR, DevKind, SG_MAJOR, ScsiDev, Session};
 use crate::ids::HostId;
 use crate::naming::{pad, sd_devt};
-use crate::tree::{Node, Tree};
+use crate::tree::{Node, Tree, sysfs_link};
 use crate::world::World;
 
 const CLASSES: &[&str] = &[
@@ -24,7 +24,7 @@ const CLASSES: &[&str] = &[
 ];
 
 /// Writes a table of attributes under `base`, with `over` replacing values by name.
-fn put_attrs(t: &mut Tree, base: &str, table: &[Attr], over: &[(&str, String)]) {
+pub(crate) fn put_attrs(t: &mut Tree, base: &str, table: &[Attr], over: &[(&str, String)]) {
     for a in table {
         let path = format!("{base}/{}", a.path);
         let value = over
@@ -133,6 +133,8 @@ impl World {
         for s in h.kernel.sessions.values() {
             self.render_session(host, s, t);
         }
+        self.render_fc(host, t);
+        self.render_nvme(host, t);
         for m in h.kernel.dms.values() {
             let name = m.dev_name();
             let base = format!("/sys/devices/virtual/block/{name}");
@@ -165,11 +167,11 @@ impl World {
             t.dir(&format!("{base}/slaves"));
             for p in &m.paths {
                 if let Some(d) = h.kernel.disk_by_name(p)
-                    && let Some(s) = h.kernel.session_of(d)
+                    && let Some(dir) = self.scsi_lun_dir(host, d)
                 {
                     t.link(
                         &format!("{base}/slaves/{p}"),
-                        &format!("../../../../platform/{}/block/{p}", lun_rel(s, d)),
+                        &sysfs_link(&format!("{base}/slaves"), &format!("{dir}/block/{p}")),
                     );
                 }
             }
@@ -283,7 +285,9 @@ impl World {
             );
         }
         for d in devices {
-            self.render_lun(host, s, d, down, t);
+            let state = if down { "transport-offline" } else { "running" };
+            let dir = format!("/sys/devices/platform/{}", lun_rel(s, d));
+            self.render_lun(host, &dir, d, state, t);
         }
 
         t.link(
@@ -308,11 +312,18 @@ impl World {
         );
     }
 
-    fn render_lun(&self, host: HostId, s: &Session, d: &ScsiDev, down: bool, t: &mut Tree) {
+    /// Renders a SCSI LUN directory `lun` (absolute) with its class, bus and block entries.
+    /// `state` is the `state` attribute (`running`, `transport-offline`, `blocked`).
+    pub(crate) fn render_lun(
+        &self,
+        host: HostId,
+        lun: &str,
+        d: &ScsiDev,
+        state: &str,
+        t: &mut Tree,
+    ) {
         let k = &self.host_ref(host).kernel;
         let hctl = d.hctl.to_string();
-        let rel = lun_rel(s, d);
-        let lun = format!("/sys/devices/platform/{rel}");
         let disk = matches!(d.kind, DevKind::Disk { .. });
         let table = if disk {
             attrs::SCSI_DISK_LUN
@@ -321,15 +332,12 @@ impl World {
         };
         put_attrs(
             t,
-            &lun,
+            lun,
             table,
             &[
                 ("vendor", pad(&d.vendor, 8)),
                 ("model", pad(&d.model, 16)),
-                (
-                    "state",
-                    if down { "transport-offline" } else { "running" }.to_owned(),
-                ),
+                ("state", state.to_owned()),
                 ("wwid", format!("naa.{}", d.identity.naa)),
             ],
         );
@@ -344,24 +352,27 @@ impl World {
         }
         t.file(&format!("{lun}/vpd_pg80"), 0o444, vpd80(d));
         t.file(&format!("{lun}/vpd_pg83"), 0o444, vpd83(d));
-        t.link(&format!("{lun}/subsystem"), "../../../../../../bus/scsi");
+        // A link inside the LUN tree, computed as sysfs does.
+        let link = |t: &mut Tree, dir: &str, name: &str, to: &str| {
+            t.link(&format!("{dir}/{name}"), &sysfs_link(dir, to));
+        };
+        link(t, lun, "subsystem", "/sys/bus/scsi");
         t.link(
             &format!("{lun}/generic"),
             &format!("scsi_generic/sg{}", d.sg),
         );
-        let up8 = "../../../../../../../../class";
         // scsi_device
         let sdev = format!("{lun}/scsi_device/{hctl}");
-        t.link(&format!("{sdev}/device"), &format!("../../../{hctl}"));
+        link(t, &sdev, "device", lun);
         t.dir(&format!("{sdev}/power"));
-        t.link(&format!("{sdev}/subsystem"), &format!("{up8}/scsi_device"));
+        link(t, &sdev, "subsystem", "/sys/class/scsi_device");
         t.file(&format!("{sdev}/uevent"), 0o644, Vec::new());
         // scsi_generic
         let sg = format!("{lun}/scsi_generic/sg{}", d.sg);
         t.attr(&format!("{sg}/dev"), 0o444, &format!("{SG_MAJOR}:{}", d.sg));
-        t.link(&format!("{sg}/device"), &format!("../../../{hctl}"));
+        link(t, &sg, "device", lun);
         t.dir(&format!("{sg}/power"));
-        t.link(&format!("{sg}/subsystem"), &format!("{up8}/scsi_generic"));
+        link(t, &sg, "subsystem", "/sys/class/scsi_generic");
         t.attr(
             &format!("{sg}/uevent"),
             0o644,
@@ -374,52 +385,31 @@ impl World {
             0o444,
             &format!("{BSG_MAJOR}:{}", d.bsg),
         );
-        t.link(&format!("{bsg}/device"), &format!("../../../{hctl}"));
+        link(t, &bsg, "device", lun);
         t.dir(&format!("{bsg}/power"));
-        t.link(&format!("{bsg}/subsystem"), &format!("{up8}/bsg"));
+        link(t, &bsg, "subsystem", "/sys/class/bsg");
         t.attr(
             &format!("{bsg}/uevent"),
             0o644,
             &format!("MAJOR={BSG_MAJOR}\nMINOR={}\nDEVNAME=bsg/{hctl}", d.bsg),
         );
 
-        t.link(
-            &format!("/sys/class/scsi_device/{hctl}"),
-            &format!("../../devices/platform/{rel}/scsi_device/{hctl}"),
-        );
-        t.link(
-            &format!("/sys/class/scsi_generic/sg{}", d.sg),
-            &format!("../../devices/platform/{rel}/scsi_generic/sg{}", d.sg),
-        );
-        t.link(
-            &format!("/sys/class/bsg/{hctl}"),
-            &format!("../../devices/platform/{rel}/bsg/{hctl}"),
-        );
-        t.link(
-            &format!("/sys/bus/scsi/devices/{hctl}"),
-            &format!("../../../devices/platform/{rel}"),
-        );
+        link(t, "/sys/class/scsi_device", &hctl, &sdev);
+        link(t, "/sys/class/scsi_generic", &format!("sg{}", d.sg), &sg);
+        link(t, "/sys/class/bsg", &hctl, &bsg);
+        link(t, "/sys/bus/scsi/devices", &hctl, lun);
 
         let DevKind::Disk { sd } = d.kind else { return };
         let name = crate::naming::sd_name(sd);
         let (maj, min) = sd_devt(sd);
-        t.link(
-            &format!("{lun}/driver"),
-            "../../../../../../bus/scsi/drivers/sd",
-        );
-        t.link(
-            &format!("/sys/bus/scsi/drivers/sd/{hctl}"),
-            &format!("../../../../devices/platform/{rel}"),
-        );
+        link(t, lun, "driver", "/sys/bus/scsi/drivers/sd");
+        link(t, "/sys/bus/scsi/drivers/sd", &hctl, lun);
         // scsi_disk
         let sdisk = format!("{lun}/scsi_disk/{hctl}");
         put_attrs(t, &sdisk, attrs::SCSI_DISK, &[]);
-        t.link(&format!("{sdisk}/device"), &format!("../../../{hctl}"));
-        t.link(&format!("{sdisk}/subsystem"), &format!("{up8}/scsi_disk"));
-        t.link(
-            &format!("/sys/class/scsi_disk/{hctl}"),
-            &format!("../../devices/platform/{rel}/scsi_disk/{hctl}"),
-        );
+        link(t, &sdisk, "device", lun);
+        link(t, &sdisk, "subsystem", "/sys/class/scsi_disk");
+        link(t, "/sys/class/scsi_disk", &hctl, &sdisk);
         // block
         let blk = format!("{lun}/block/{name}");
         put_attrs(
@@ -439,27 +429,29 @@ impl World {
                 ),
             ],
         );
-        t.link(
-            &format!("{blk}/bdi"),
-            &format!("../../../../../../../virtual/bdi/{maj}:{min}"),
-        );
-        t.link(&format!("{blk}/device"), &format!("../../../{hctl}"));
-        t.link(&format!("{blk}/subsystem"), &format!("{up8}/block"));
+        link(t, &blk, "bdi", &format!("/sys/devices/virtual/bdi/{maj}:{min}"));
+        link(t, &blk, "device", lun);
+        link(t, &blk, "subsystem", "/sys/class/block");
         for m in k.holders(&name) {
             let dm = m.dev_name();
-            t.link(
-                &format!("{blk}/holders/{dm}"),
-                &format!("../../../../../../../../virtual/block/{dm}"),
+            link(
+                t,
+                &format!("{blk}/holders"),
+                &dm,
+                &format!("/sys/devices/virtual/block/{dm}"),
             );
         }
-        t.link(
-            &format!("/sys/class/block/{name}"),
-            &format!("../../devices/platform/{rel}/block/{name}"),
-        );
-        t.link(
-            &format!("/sys/block/{name}"),
-            &format!("../devices/platform/{rel}/block/{name}"),
-        );
+        link(t, "/sys/class/block", &name, &blk);
+        link(t, "/sys/block", &name, &blk);
+    }
+
+    /// The absolute LUN directory of a SCSI device (iSCSI session or FC rport).
+    pub(crate) fn scsi_lun_dir(&self, host: HostId, d: &ScsiDev) -> Option<String> {
+        let k = &self.host_ref(host).kernel;
+        if let Some(s) = k.session_of(d) {
+            return Some(format!("/sys/devices/platform/{}", lun_rel(s, d)));
+        }
+        self.fc_lun_dir(host, d.hctl)
     }
 }
 

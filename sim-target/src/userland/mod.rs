@@ -3,6 +3,7 @@
 
 pub(crate) mod iscsiadm;
 pub(crate) mod multipath;
+pub(crate) mod nvme;
 
 use std::fmt::Write as _;
 
@@ -36,6 +37,7 @@ impl World {
             "dd" => self.dd(host, argv),
             "cat" => self.cat(host, argv),
             "lsscsi" => self.lsscsi(host),
+            "nvme" if self.host_ref(host).spec.nvme.is_some() => self.nvme_cmd(host, argv),
             "true" => ExecOutput::ok(""),
             _ => ExecOutput::err(127, format!("{prog}: command not found\n")),
         }
@@ -71,10 +73,11 @@ impl World {
     fn io_ok(&self, host: HostId, name: &str) -> bool {
         let k = &self.host_ref(host).kernel;
         let disk_ok = |d: &crate::kernel::ScsiDev| {
-            k.session_of(d)
-                .is_some_and(|s| !self.portal_down(host, &s.portal))
-                && self.backing_of(host, d).is_some()
+            self.scsi_route(host, d).is_some_and(|r| r.up) && self.backing_of(host, d).is_some()
         };
+        if k.nvme.block_exists(name) {
+            return self.nvme_io_ok(host, name);
+        }
         if let Some(d) = k.disk_by_name(name) {
             return disk_ok(d);
         }
@@ -120,6 +123,7 @@ impl World {
                     .disk_by_name(&name)
                     .map(|d| d.size_bytes)
                     .or_else(|| k.dm_by_name(&name).map(|m| m.size_bytes))
+                    .or_else(|| k.nvme.block_size(&name))
                     .unwrap_or(0);
                 ExecOutput::ok(format!("{size}\n"))
             }
@@ -147,14 +151,13 @@ impl World {
         let Some(d) = k.disk_by_name(&name) else {
             return ExecOutput::err(1, "");
         };
-        let Some(s) = k.session_of(d) else {
+        let Some(r) = self.scsi_route(host, d) else {
             return ExecOutput::err(1, "");
         };
-        if self.portal_down(host, &s.portal) {
+        if !r.up {
             return ExecOutput::err(1, "");
         }
-        let initiator = &self.host_ref(host).spec.initiator_iqn;
-        match self.probe(s.array, &s.iqn, initiator, d.hctl.lun) {
+        match self.probe(r.array, &r.target, &r.initiator, d.hctl.lun) {
             Some(crate::array::Probe::Disk { identity, .. }) => {
                 ExecOutput::ok(format!("{}\n", identity.udev_wwid()))
             }

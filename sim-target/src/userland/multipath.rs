@@ -67,10 +67,7 @@ impl World {
         let k = &self.host_ref(host).kernel;
         let d: Option<&ScsiDev> = k.disk_by_name(dev);
         let in_map = k.dms.values().any(|m| m.paths.iter().any(|p| p == dev));
-        let offline = d.is_none_or(|d| {
-            k.session_of(d)
-                .is_none_or(|s| self.portal_down(host, &s.portal))
-        });
+        let offline = d.is_none_or(|d| self.scsi_route(host, d).is_none_or(|r| !r.up));
         let dev_t = d
             .and_then(|d| match d.kind {
                 crate::kernel::DevKind::Disk { sd } => Some(sd_devt(sd)),

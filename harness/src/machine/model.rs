@@ -1,0 +1,1240 @@
+//! The reference model: what the arrays and each host *should* hold after every transition if
+//! the connector behaves as its contract says (os-brick's converged iSCSI behaviour), and the
+//! violations the harness must therefore report (none on a clean history; the leaked-detach
+//! ones after an array-side unmap or delete without a host detach).
+//!
+//! The model is abstract: devices are keyed by `(host, target, portal, LUN)` and carry an
+//! identity *token*, not a WWID; the system under test maps the simulator's WWIDs onto the
+//! tokens. It mirrors the array's documented rules (lowest-free LUN per initiator, identity
+//! per volume or per (target, LUN)) and the kernel's (a scan of an existing LUN keeps the
+//! identity read at probe time).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+
+use proptest::prelude::*;
+use proptest::strategy::Union;
+use proptest_state_machine::ReferenceStateMachine;
+use serde::Serialize;
+
+use crate::checks::PropertyKind;
+
+/// At most this many volumes are created in one case.
+pub const MAX_VOLUMES: usize = 4;
+
+/// The protocol a machine drives. FC and NVMe-oF plug in as new variants with their own
+/// topologies and transitions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum MachineProtocol {
+    /// iSCSI (single path, multipath, shared targets).
+    Iscsi,
+}
+
+impl MachineProtocol {
+    /// Every protocol the machine knows.
+    pub const ALL: &'static [MachineProtocol] = &[MachineProtocol::Iscsi];
+
+    /// The name used on the command line and in scenario files.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Iscsi => "iscsi",
+        }
+    }
+
+    /// The protocol called `name`.
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.iter().copied().find(|p| p.name() == name)
+    }
+}
+
+/// How the hosts of a case are set up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum HostKind {
+    /// No multipathd; the connector is single-path.
+    Single,
+    /// multipathd runs and the connector uses multipath.
+    Multipath,
+    /// multipathd runs (`find_multipaths no`: it maps every disk) but the connector is
+    /// configured single-path: os-brick bug 1921381's configuration.
+    MultipathdSingle,
+}
+
+/// The lab of one case: hosts, array, naming and identity policies.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Topology {
+    /// The protocol.
+    pub protocol: MachineProtocol,
+    /// Number of hosts (2 = live-migration shapes).
+    pub hosts: usize,
+    /// Host setup (every host alike).
+    pub host_kind: HostKind,
+    /// Portals of the array (paths per volume for multipath).
+    pub portals: usize,
+    /// One target IQN for every volume (LUNs tell them apart) instead of one per volume.
+    pub shared_target: bool,
+    /// `IdentityPolicy::ReuseOnLun`: a volume mapped on a used (target, LUN) reports the old
+    /// identity, as tgtd does.
+    pub reuse_identity: bool,
+    /// SAM-3 flat space addressing (the kernel sees LUN 16384 + n).
+    pub flat_addressing: bool,
+}
+
+impl fmt::Display for Topology {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} host(s) {:?}, {} portal(s), {} target, identity {}{}",
+            self.hosts,
+            self.host_kind,
+            self.portals,
+            if self.shared_target {
+                "shared"
+            } else {
+                "per-volume"
+            },
+            if self.reuse_identity {
+                "reuse-on-lun"
+            } else {
+                "fresh"
+            },
+            if self.flat_addressing {
+                ", SAM3-flat addressing"
+            } else {
+                ""
+            }
+        )
+    }
+}
+
+/// Which fault classes a case may draw (swarm testing: each case enables a random subset).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct FaultMix {
+    /// `multipath -f` fails (once, or on every try).
+    pub map_flush: bool,
+    /// `blockdev --flushbufs` fails.
+    pub device_flush: bool,
+    /// Writing a SCSI device's `delete` fails with EBUSY.
+    pub delete_busy: bool,
+    /// udev events are 30 s late.
+    pub udev_late: bool,
+    /// udev `add` events are lost (no links for the new devices).
+    pub udev_lost: bool,
+    /// multipathd takes 5 s more to drop removed paths.
+    pub multipathd_slow: bool,
+    /// The detaching process crashes after k side effects, then the detach is retried.
+    pub crash: bool,
+    /// Portals go down and come back.
+    pub path_flap: bool,
+}
+
+impl fmt::Display for FaultMix {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let names: Vec<&str> = [
+            (self.map_flush, "map-flush"),
+            (self.device_flush, "device-flush"),
+            (self.delete_busy, "delete-busy"),
+            (self.udev_late, "udev-late"),
+            (self.udev_lost, "udev-lost"),
+            (self.multipathd_slow, "multipathd-slow"),
+            (self.crash, "crash"),
+            (self.path_flap, "path-flap"),
+        ]
+        .iter()
+        .filter(|(on, _)| *on)
+        .map(|(_, n)| *n)
+        .collect();
+        if names.is_empty() {
+            f.write_str("none")
+        } else {
+            f.write_str(&names.join(","))
+        }
+    }
+}
+
+/// A fault armed for the duration of one attach.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AttachFault {
+    /// udev events are 30 s late.
+    UdevLate,
+    /// udev `add` events are lost.
+    UdevLost,
+}
+
+/// A fault armed for the duration of one detach.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DetachFault {
+    /// `multipath -f` fails once (a retry succeeds) or on every try (`persistent`).
+    MapFlushFails {
+        /// Fails on every try.
+        persistent: bool,
+    },
+    /// `blockdev --flushbufs` fails on every try.
+    DeviceFlushFails,
+    /// Every SCSI device `delete` write fails with EBUSY.
+    DeleteBusy,
+    /// udev events are 30 s late.
+    UdevLate,
+    /// multipathd drops removed paths 5 s late.
+    MultipathdSlow,
+    /// The process dies after `after` side effects; the detach is then retried.
+    Crash {
+        /// Side effects that still succeed.
+        after: u8,
+    },
+}
+
+/// One step of a case.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case", tag = "action")]
+pub enum Transition {
+    /// Create the next volume (`v0`, `v1`...).
+    Create,
+    /// Map (export) a volume to a host: the array picks the LUN.
+    Map {
+        /// Volume index.
+        vol: usize,
+        /// Host index.
+        host: usize,
+    },
+    /// Unmap a volume from a host on the array only (a leaked detach if it is attached).
+    Unmap {
+        /// Volume index.
+        vol: usize,
+        /// Host index.
+        host: usize,
+    },
+    /// Delete a volume on the array only.
+    Delete {
+        /// Volume index.
+        vol: usize,
+    },
+    /// Attach with the connector.
+    Attach {
+        /// Volume index.
+        vol: usize,
+        /// Host index.
+        host: usize,
+        /// Fault armed during the attach.
+        fault: Option<AttachFault>,
+    },
+    /// Detach with the connector.
+    Detach {
+        /// Volume index.
+        vol: usize,
+        /// Host index.
+        host: usize,
+        /// `force`.
+        force: bool,
+        /// Pass the attach's device info.
+        device_info: bool,
+        /// Fault armed during the detach.
+        fault: Option<DetachFault>,
+    },
+    /// A portal becomes unreachable from a host.
+    PathDown {
+        /// Host index.
+        host: usize,
+        /// Portal index.
+        portal: usize,
+    },
+    /// The portal is reachable again.
+    PathUp {
+        /// Host index.
+        host: usize,
+        /// Portal index.
+        portal: usize,
+    },
+}
+
+/// Name of volume `i` in the lab and in scenario files.
+pub fn vol_name(i: usize) -> String {
+    format!("v{i}")
+}
+
+/// Name of host `i`.
+pub fn host_name(i: usize) -> String {
+    format!("host-{}", i + 1)
+}
+
+impl fmt::Display for Transition {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Create => f.write_str("create next volume"),
+            Self::Map { vol, host } => write!(f, "map {} to {}", vol_name(*vol), host_name(*host)),
+            Self::Unmap { vol, host } => write!(
+                f,
+                "unmap {} from {} on the array",
+                vol_name(*vol),
+                host_name(*host)
+            ),
+            Self::Delete { vol } => write!(f, "delete {} on the array", vol_name(*vol)),
+            Self::Attach { vol, host, fault } => {
+                write!(f, "attach {} on {}", vol_name(*vol), host_name(*host))?;
+                if let Some(x) = fault {
+                    write!(f, " [fault {x:?}]")?;
+                }
+                Ok(())
+            }
+            Self::Detach {
+                vol,
+                host,
+                force,
+                device_info,
+                fault,
+            } => {
+                write!(f, "detach {} from {}", vol_name(*vol), host_name(*host))?;
+                if *force {
+                    f.write_str(" force")?;
+                }
+                if !device_info {
+                    f.write_str(" without device info")?;
+                }
+                if let Some(x) = fault {
+                    write!(f, " [fault {x:?}]")?;
+                }
+                Ok(())
+            }
+            Self::PathDown { host, portal } => {
+                write!(f, "portal {portal} down for {}", host_name(*host))
+            }
+            Self::PathUp { host, portal } => write!(f, "portal {portal} up for {}", host_name(*host)),
+        }
+    }
+}
+
+/// A target: `None` is the shared target, `Some(v)` volume v's own.
+pub type Tgt = Option<usize>;
+
+/// Where a device sits: host, target, portal, kernel-independent LUN (the array's).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub struct DevKey {
+    /// Host index.
+    pub host: usize,
+    /// Target.
+    pub tgt: Tgt,
+    /// Portal index.
+    pub portal: usize,
+    /// The array's LUN.
+    pub lun: u64,
+}
+
+/// A SCSI disk on a host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Device {
+    /// The identity read at probe time.
+    pub ident: u32,
+    /// udev processed its `add` (its links exist).
+    pub linked: bool,
+    /// Creation order (dm path order).
+    pub seq: u64,
+}
+
+/// A volume the array created.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ModelVolume {
+    /// Its current identity token.
+    pub ident: u32,
+    /// Not deleted.
+    pub exists: bool,
+    /// Host index -> LUN.
+    pub mapped: BTreeMap<usize, u64>,
+}
+
+impl ModelVolume {
+    /// Its target.
+    pub fn tgt(&self, me: usize, shared: bool) -> Tgt {
+        if shared { None } else { Some(me) }
+    }
+}
+
+/// What the attach returned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum AttachedDev {
+    /// A single SCSI disk.
+    Sd(DevKey),
+    /// A multipath map of this identity.
+    Dm(u32),
+}
+
+/// An attachment as the lab records it (props at attach time).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct ModelAttachment {
+    /// Target of the props.
+    pub tgt: Tgt,
+    /// LUN of the props.
+    pub lun: u64,
+    /// What attach returned.
+    pub dev: AttachedDev,
+}
+
+/// What the last transition must have returned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum Outcome {
+    /// Nothing to check (array-side and fault transitions).
+    Any,
+    /// The connector call succeeds.
+    Ok,
+    /// The connector call fails.
+    Err,
+    /// Attach succeeds returning this device; `wwn`: the identity it reports, `None` when a
+    /// udev fault may hide it (then either is accepted).
+    Attached {
+        /// The device.
+        dev: AttachedDev,
+        /// The identity token expected in `scsi_wwn`.
+        wwn: Option<u32>,
+        /// The volume was already attached through the same device (idempotence).
+        again: bool,
+    },
+}
+
+/// The reference state.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ModelState {
+    /// The lab.
+    pub topology: Topology,
+    /// The fault classes this case may draw.
+    pub faults: FaultMix,
+    /// The simulator's seed.
+    pub world_seed: u64,
+    /// Volumes in creation order.
+    pub volumes: Vec<ModelVolume>,
+    next_ident: u32,
+    /// (target, LUN) -> identity first reported there (reuse policy).
+    pub lun_identity: BTreeMap<(Tgt, u64), u32>,
+    /// Host-side disks.
+    pub devices: BTreeMap<DevKey, Device>,
+    next_seq: u64,
+    /// Multipath maps: (host, identity).
+    pub dms: BTreeSet<(usize, u32)>,
+    /// iSCSI sessions: (host, target, portal).
+    pub sessions: BTreeSet<(usize, Tgt, usize)>,
+    /// (host, volume) -> attachment.
+    pub attachments: BTreeMap<(usize, usize), ModelAttachment>,
+    /// (host, portal) unreachable.
+    pub down: BTreeSet<(usize, usize)>,
+    /// What the last transition must return.
+    pub outcome: Outcome,
+}
+
+impl ModelState {
+    fn new(topology: Topology, faults: FaultMix, world_seed: u64) -> Self {
+        Self {
+            topology,
+            faults,
+            world_seed,
+            volumes: Vec::new(),
+            next_ident: 0,
+            lun_identity: BTreeMap::new(),
+            devices: BTreeMap::new(),
+            next_seq: 0,
+            dms: BTreeSet::new(),
+            sessions: BTreeSet::new(),
+            attachments: BTreeMap::new(),
+            down: BTreeSet::new(),
+            outcome: Outcome::Any,
+        }
+    }
+
+    fn shared(&self) -> bool {
+        self.topology.shared_target
+    }
+
+    fn multipathd(&self) -> bool {
+        self.topology.host_kind != HostKind::Single
+    }
+
+    fn connector_multipath(&self) -> bool {
+        self.topology.host_kind == HostKind::Multipath
+    }
+
+    /// The target of volume `v`.
+    pub fn tgt_of(&self, v: usize) -> Tgt {
+        if self.shared() { None } else { Some(v) }
+    }
+
+    fn exists(&self, v: usize) -> bool {
+        self.volumes.get(v).is_some_and(|x| x.exists)
+    }
+
+    /// The LUN `v` is mapped at for `h`.
+    pub fn mapped(&self, v: usize, h: usize) -> Option<u64> {
+        self.volumes
+            .get(v)
+            .filter(|x| x.exists)
+            .and_then(|x| x.mapped.get(&h).copied())
+    }
+
+    /// Whether `(h, v)` is attached (as the lab records it).
+    pub fn attached(&self, h: usize, v: usize) -> bool {
+        self.attachments.contains_key(&(h, v))
+    }
+
+    /// The volume the array maps at `(tgt, lun)` for host `h` now.
+    pub fn backing(&self, h: usize, tgt: Tgt, lun: u64) -> Option<usize> {
+        self.volumes
+            .iter()
+            .enumerate()
+            .find(|(i, v)| v.exists && self.tgt_of(*i) == tgt && v.mapped.get(&h) == Some(&lun))
+            .map(|(i, _)| i)
+    }
+
+    /// The identity a probe at `(tgt, lun)` for `h` reads now, if anything is mapped there.
+    fn probe(&self, h: usize, tgt: Tgt, lun: u64) -> Option<u32> {
+        let v = self.backing(h, tgt, lun)?;
+        let own = self.volumes.get(v)?.ident;
+        Some(if self.topology.reuse_identity {
+            self.lun_identity.get(&(tgt, lun)).copied().unwrap_or(own)
+        } else {
+            own
+        })
+    }
+
+    /// The volume the checks name for identity `ident` (the newest volume with it), as the
+    /// harness resolves WWIDs to names.
+    pub fn name_of_ident(&self, ident: u32) -> Option<usize> {
+        self.volumes
+            .iter()
+            .enumerate()
+            .filter(|(_, v)| v.ident == ident)
+            .map(|(i, _)| i)
+            .next_back()
+    }
+
+    fn session_has_devices(&self, h: usize, tgt: Tgt, p: usize) -> bool {
+        self.devices
+            .keys()
+            .any(|k| k.host == h && k.tgt == tgt && k.portal == p)
+    }
+
+    fn target_exists(&self, tgt: Tgt) -> bool {
+        match tgt {
+            None => true,
+            Some(v) => self.exists(v),
+        }
+    }
+
+    /// Whether `h` may log in to `tgt` through `p` now.
+    fn can_login(&self, h: usize, tgt: Tgt, p: usize) -> bool {
+        !self.down.contains(&(h, p))
+            && self.target_exists(tgt)
+            && self
+                .volumes
+                .iter()
+                .enumerate()
+                .any(|(i, v)| v.exists && self.tgt_of(i) == tgt && v.mapped.contains_key(&h))
+    }
+
+    fn add_device(&mut self, key: DevKey, ident: u32, linked: bool) {
+        self.next_seq += 1;
+        self.devices.insert(
+            key,
+            Device {
+                ident,
+                linked,
+                seq: self.next_seq,
+            },
+        );
+    }
+
+    /// Removes devices; a map left without paths goes too.
+    fn remove_devices(&mut self, keys: &[DevKey]) {
+        for k in keys {
+            self.devices.remove(k);
+        }
+        self.prune_dms();
+    }
+
+    fn prune_dms(&mut self) {
+        let devices = &self.devices;
+        self.dms.retain(|(h, ident)| {
+            devices
+                .iter()
+                .any(|(k, d)| k.host == *h && d.ident == *ident)
+        });
+    }
+
+    fn logout_idle(&mut self, h: usize, tgt: Tgt, portals: impl Iterator<Item = usize>) {
+        for p in portals {
+            if !self.session_has_devices(h, tgt, p) {
+                self.sessions.remove(&(h, tgt, p));
+            }
+        }
+    }
+
+    // ---------------------------------------------------------------- transitions
+
+    fn create(&mut self) {
+        let ident = self.next_ident;
+        self.next_ident += 1;
+        self.volumes.push(ModelVolume {
+            ident,
+            exists: true,
+            mapped: BTreeMap::new(),
+        });
+    }
+
+    fn map(&mut self, v: usize, h: usize) {
+        let tgt = self.tgt_of(v);
+        let used: BTreeSet<u64> = self
+            .volumes
+            .iter()
+            .enumerate()
+            .filter(|(i, x)| x.exists && self.tgt_of(*i) == tgt)
+            .filter_map(|(_, x)| x.mapped.get(&h).copied())
+            .collect();
+        let lun = (1..).find(|l| !used.contains(l)).unwrap_or(1);
+        let reuse = self.topology.reuse_identity;
+        let first_mapping = self.volumes.get(v).is_some_and(|x| x.mapped.is_empty());
+        if reuse {
+            match self.lun_identity.get(&(tgt, lun)).copied() {
+                Some(old) if first_mapping => {
+                    if let Some(x) = self.volumes.get_mut(v) {
+                        x.ident = old;
+                    }
+                }
+                Some(_) => {}
+                None => {
+                    let own = self.volumes.get(v).map_or(0, |x| x.ident);
+                    self.lun_identity.insert((tgt, lun), own);
+                }
+            }
+        }
+        if let Some(x) = self.volumes.get_mut(v) {
+            x.mapped.insert(h, lun);
+        }
+    }
+
+    fn attach(&mut self, v: usize, h: usize, fault: Option<AttachFault>) {
+        let Some(lun) = self.mapped(v, h) else {
+            self.outcome = Outcome::Err;
+            return;
+        };
+        let tgt = self.tgt_of(v);
+        let lost = fault == Some(AttachFault::UdevLost);
+        let late = fault == Some(AttachFault::UdevLate);
+        let portals = self.topology.portals;
+        let previous = self.attachments.get(&(h, v)).copied();
+        let result = if self.connector_multipath() {
+            self.attach_multipath(h, tgt, lun, portals, lost, late)
+        } else {
+            self.attach_single(h, tgt, lun, portals, lost, late)
+        };
+        match result {
+            Some((dev, wwn)) => {
+                self.attachments
+                    .insert((h, v), ModelAttachment { tgt, lun, dev });
+                self.outcome = Outcome::Attached {
+                    dev,
+                    wwn,
+                    again: previous.is_some_and(|a| a.dev == dev && a.lun == lun && a.tgt == tgt),
+                };
+            }
+            None => {
+                // connect_volume cleans up with force: sessions left without devices go.
+                self.logout_idle(h, tgt, 0..portals);
+                self.outcome = Outcome::Err;
+            }
+        }
+    }
+
+    /// A new disk at `key` (probed now); multipathd maps it when udev tells it (late events
+    /// are delivered by the settle that follows every step, lost ones never).
+    fn scan_new(&mut self, key: DevKey, lost: bool) -> Option<u32> {
+        let ident = self.probe(key.host, key.tgt, key.lun)?;
+        self.add_device(key, ident, !lost);
+        if self.multipathd() && !lost {
+            self.dms.insert((key.host, ident));
+        }
+        Some(ident)
+    }
+
+    fn attach_single(
+        &mut self,
+        h: usize,
+        tgt: Tgt,
+        lun: u64,
+        portals: usize,
+        lost: bool,
+        late: bool,
+    ) -> Option<(AttachedDev, Option<u32>)> {
+        for p in 0..portals {
+            let key = DevKey {
+                host: h,
+                tgt,
+                portal: p,
+                lun,
+            };
+            if let Some(d) = self.devices.get(&key).copied() {
+                let wwn = self.scsi_link(h, d.ident).then_some(d.ident);
+                return Some((AttachedDev::Sd(key), wwn));
+            }
+            let has_session = self.sessions.contains(&(h, tgt, p));
+            if !self.down.contains(&(h, p)) && (has_session || self.can_login(h, tgt, p)) {
+                self.sessions.insert((h, tgt, p));
+                let linked_before = self.probe(h, tgt, lun).is_some_and(|i| self.scsi_link(h, i));
+                if let Some(ident) = self.scan_new(key, lost) {
+                    let wwn = ((!lost && !late) || linked_before).then_some(ident);
+                    return Some((AttachedDev::Sd(key), wwn));
+                }
+            }
+            // A failed portal is cleaned at once (force, ignore_errors).
+            self.logout_idle(h, tgt, std::iter::once(p));
+        }
+        None
+    }
+
+    /// Whether a `scsi-<wwid>` link of `ident` exists on `h` (some linked disk has it).
+    fn scsi_link(&self, h: usize, ident: u32) -> bool {
+        self.devices
+            .iter()
+            .any(|(k, d)| k.host == h && d.ident == ident && d.linked)
+    }
+
+    fn attach_multipath(
+        &mut self,
+        h: usize,
+        tgt: Tgt,
+        lun: u64,
+        portals: usize,
+        lost: bool,
+        late: bool,
+    ) -> Option<(AttachedDev, Option<u32>)> {
+        let dms_before = self.dms.clone();
+        let linked_before: BTreeSet<u32> = self
+            .devices
+            .iter()
+            .filter(|(k, d)| k.host == h && d.linked)
+            .map(|(_, d)| d.ident)
+            .collect();
+        let mut found: Vec<DevKey> = Vec::new();
+        for p in 0..portals {
+            let key = DevKey {
+                host: h,
+                tgt,
+                portal: p,
+                lun,
+            };
+            if self.devices.contains_key(&key) {
+                found.push(key);
+                continue;
+            }
+            let has_session = self.sessions.contains(&(h, tgt, p));
+            if !self.down.contains(&(h, p)) && (has_session || self.can_login(h, tgt, p)) {
+                self.sessions.insert((h, tgt, p));
+                if self.scan_new(key, lost).is_some() {
+                    found.push(key);
+                }
+            }
+        }
+        let first = *found.first()?;
+        let ident = self.devices.get(&first)?.ident;
+        // A map of that identity already exists, or udev forms one while the connector
+        // waits, or the connector knows the WWID (a `scsi-` link) and adds the path itself.
+        if dms_before.contains(&(h, ident)) || (!lost && !late) || linked_before.contains(&ident)
+        {
+            self.dms.insert((h, ident));
+            return Some((AttachedDev::Dm(ident), Some(ident)));
+        }
+        // udev late or lost and no WWID known: the first path is returned (late events
+        // still form the map after the settle).
+        Some((AttachedDev::Sd(first), None))
+    }
+
+    fn detach(
+        &mut self,
+        v: usize,
+        h: usize,
+        force: bool,
+        device_info: bool,
+        fault: Option<DetachFault>,
+    ) {
+        let (tgt, lun, dev) = match self.attachments.get(&(h, v)) {
+            Some(a) => (a.tgt, a.lun, Some(a.dev)),
+            None => match self.mapped(v, h) {
+                Some(l) => (self.tgt_of(v), l, None),
+                None => {
+                    self.outcome = Outcome::Err;
+                    return;
+                }
+            },
+        };
+        let info = if device_info { dev } else { None };
+        let portals = self.topology.portals;
+        let belong: Vec<DevKey> = (0..portals)
+            .map(|p| DevKey {
+                host: h,
+                tgt,
+                portal: p,
+                lun,
+            })
+            .filter(|k| self.devices.contains_key(k))
+            .collect();
+        // The map over those devices (os-brick: the first holder).
+        let dm = belong
+            .iter()
+            .filter_map(|k| self.devices.get(k))
+            .map(|d| d.ident)
+            .find(|i| self.dms.contains(&(h, *i)));
+        // The single device flushed: the one attach returned, passed as device info.
+        let flushed = match info {
+            Some(AttachedDev::Sd(k)) => belong.contains(&k),
+            _ => false,
+        };
+        if let Some(DetachFault::Crash { .. }) = fault {
+            // The crashed first attempt is retried: the end state is the retry's. With
+            // force the lab forgot the attachment, so the retry has no device info.
+            self.detach(v, h, force, device_info && !force, None);
+            if force {
+                // Either attempt may have reported errors; only the end state is checked.
+                self.outcome = Outcome::Any;
+            }
+            return;
+        }
+        let mut error = false;
+        let mut removed_dm = false;
+        if let Some(ident) = dm {
+            if fault == Some(DetachFault::MapFlushFails { persistent: true }) {
+                error = true;
+                if !force {
+                    self.outcome = Outcome::Err;
+                    return;
+                }
+            } else {
+                removed_dm = true;
+            }
+            if removed_dm {
+                self.dms.remove(&(h, ident));
+            }
+        }
+        if !belong.is_empty() {
+            let flush_fails = fault == Some(DetachFault::DeviceFlushFails) && flushed;
+            let busy = fault == Some(DetachFault::DeleteBusy);
+            if flush_fails || busy {
+                error = true;
+                if !force {
+                    // Nothing after the first failure runs: the devices stay.
+                    self.prune_dms();
+                    self.outcome = Outcome::Err;
+                    return;
+                }
+            }
+            if busy {
+                // No delete worked; a logout takes the devices with the session.
+                for p in 0..portals {
+                    let others = self.devices.keys().any(|k| {
+                        k.host == h && k.tgt == tgt && k.portal == p && k.lun != lun
+                    });
+                    if !others {
+                        let gone: Vec<DevKey> = self
+                            .devices
+                            .keys()
+                            .filter(|k| k.host == h && k.tgt == tgt && k.portal == p)
+                            .copied()
+                            .collect();
+                        self.remove_devices(&gone);
+                        self.sessions.remove(&(h, tgt, p));
+                    }
+                }
+            } else {
+                self.remove_devices(&belong);
+            }
+        }
+        self.logout_idle(h, tgt, 0..portals);
+        if error && !force {
+            self.outcome = Outcome::Err;
+            return;
+        }
+        self.attachments.remove(&(h, v));
+        self.outcome = if error { Outcome::Err } else { Outcome::Ok };
+    }
+
+    /// Applies one transition.
+    pub fn step(mut self, t: &Transition) -> Self {
+        self.outcome = Outcome::Any;
+        match *t {
+            Transition::Create => self.create(),
+            Transition::Map { vol, host } => self.map(vol, host),
+            Transition::Unmap { vol, host } => {
+                if let Some(x) = self.volumes.get_mut(vol) {
+                    x.mapped.remove(&host);
+                }
+            }
+            Transition::Delete { vol } => {
+                if let Some(x) = self.volumes.get_mut(vol) {
+                    x.exists = false;
+                    x.mapped.clear();
+                }
+            }
+            Transition::Attach { vol, host, fault } => self.attach(vol, host, fault),
+            Transition::Detach {
+                vol,
+                host,
+                force,
+                device_info,
+                fault,
+            } => self.detach(vol, host, force, device_info, fault),
+            Transition::PathDown { host, portal } => {
+                self.down.insert((host, portal));
+            }
+            Transition::PathUp { host, portal } => {
+                self.down.remove(&(host, portal));
+            }
+        }
+        self
+    }
+
+    /// Whether `t` may run in this state (also checked while shrinking).
+    pub fn allows(&self, t: &Transition) -> bool {
+        let hosts = self.topology.hosts;
+        match *t {
+            Transition::Create => self.volumes.len() < MAX_VOLUMES,
+            Transition::Map { vol, host } => {
+                host < hosts && self.exists(vol) && self.mapped(vol, host).is_none()
+            }
+            Transition::Unmap { vol, host } => host < hosts && self.mapped(vol, host).is_some(),
+            Transition::Delete { vol } => self.exists(vol),
+            Transition::Attach { vol, host, fault } => {
+                host < hosts
+                    && self.mapped(vol, host).is_some()
+                    && match fault {
+                        None => true,
+                        Some(AttachFault::UdevLate) => self.faults.udev_late,
+                        Some(AttachFault::UdevLost) => self.faults.udev_lost,
+                    }
+            }
+            Transition::Detach {
+                vol, host, fault, ..
+            } => {
+                host < hosts
+                    && (self.attached(host, vol) || self.mapped(vol, host).is_some())
+                    && match fault {
+                        None => true,
+                        Some(DetachFault::MapFlushFails { .. }) => self.faults.map_flush,
+                        Some(DetachFault::DeviceFlushFails) => self.faults.device_flush,
+                        Some(DetachFault::DeleteBusy) => self.faults.delete_busy,
+                        Some(DetachFault::UdevLate) => self.faults.udev_late,
+                        Some(DetachFault::MultipathdSlow) => self.faults.multipathd_slow,
+                        Some(DetachFault::Crash { .. }) => {
+                            self.faults.crash && self.mapped(vol, host).is_some()
+                        }
+                    }
+            }
+            Transition::PathDown { host, portal } => {
+                self.faults.path_flap
+                    && host < hosts
+                    && portal < self.topology.portals
+                    && self.topology.portals > 1
+                    && !self.down.iter().any(|(h, _)| *h == host)
+            }
+            Transition::PathUp { host, portal } => self.down.contains(&(host, portal)),
+        }
+    }
+
+    /// The violations the harness must report now: `(property, host, volume)`.
+    pub fn expected_violations(&self) -> BTreeSet<(PropertyKind, String, Option<String>)> {
+        let mut out = BTreeSet::new();
+        for h in 0..self.topology.hosts {
+            let hn = host_name(h);
+            let attached: BTreeSet<usize> = self
+                .attachments
+                .keys()
+                .filter(|(x, _)| *x == h)
+                .map(|(_, v)| *v)
+                .collect();
+            let name = |v: Option<usize>| v.map(vol_name);
+            let mut leads_to: BTreeMap<usize, BTreeSet<DevKey>> = BTreeMap::new();
+            let mut judge = |reported: Option<usize>,
+                             backing: Option<usize>,
+                             key: Option<DevKey>,
+                             out: &mut BTreeSet<_>| {
+                match backing {
+                    None => {
+                        out.insert((PropertyKind::Leftover, hn.clone(), name(reported)));
+                    }
+                    Some(b) if reported != Some(b) => {
+                        out.insert((PropertyKind::CrossTalk, hn.clone(), name(Some(b))));
+                    }
+                    Some(b) if !attached.contains(&b) => {
+                        out.insert((PropertyKind::Leftover, hn.clone(), name(Some(b))));
+                    }
+                    Some(b) => {
+                        if let Some(k) = key {
+                            leads_to.entry(b).or_default().insert(k);
+                        }
+                    }
+                }
+            };
+            for (k, d) in self.devices.iter().filter(|(k, _)| k.host == h) {
+                let reported = self.name_of_ident(d.ident);
+                let backing = self.backing(h, k.tgt, k.lun);
+                judge(reported, backing, d.linked.then_some(*k), &mut out);
+            }
+            for (_, ident) in self.dms.iter().filter(|(x, _)| *x == h) {
+                let mut paths: Vec<(&DevKey, &Device)> = self
+                    .devices
+                    .iter()
+                    .filter(|(k, d)| k.host == h && d.ident == *ident)
+                    .collect();
+                paths.sort_by_key(|(_, d)| d.seq);
+                let backing = paths
+                    .iter()
+                    .find_map(|(k, _)| self.backing(h, k.tgt, k.lun));
+                judge(self.name_of_ident(*ident), backing, None, &mut out);
+            }
+            for v in &attached {
+                let Some(a) = self.attachments.get(&(h, *v)) else {
+                    continue;
+                };
+                let reported: BTreeSet<DevKey> = (0..self.topology.portals)
+                    .map(|p| DevKey {
+                        host: h,
+                        tgt: a.tgt,
+                        portal: p,
+                        lun: a.lun,
+                    })
+                    .filter(|k| {
+                        self.devices.get(k).is_some_and(|d| d.linked)
+                            && (self.connector_multipath()
+                                || self.sessions.contains(&(h, k.tgt, k.portal)))
+                    })
+                    .collect();
+                let expected = leads_to.remove(v).unwrap_or_default();
+                if reported != expected {
+                    out.insert((PropertyKind::Truth, hn.clone(), name(Some(*v))));
+                }
+                let own = self.volumes.get(*v).map(|x| x.ident);
+                if reported
+                    .iter()
+                    .any(|k| self.devices.get(k).map(|d| d.ident) != own)
+                {
+                    out.insert((PropertyKind::CrossTalk, hn.clone(), name(Some(*v))));
+                }
+            }
+        }
+        out
+    }
+
+    /// Whether every device of the model has its udev links (the orphan report can then be
+    /// expected empty).
+    pub fn all_linked(&self) -> bool {
+        self.devices.values().all(|d| d.linked)
+    }
+
+    /// One line: sessions, devices per volume, maps, attachments (`PROPTEST_VERBOSE=1`).
+    pub fn summary(&self) -> String {
+        let mut parts = Vec::new();
+        for h in 0..self.topology.hosts {
+            let sessions = self.sessions.iter().filter(|s| s.0 == h).count();
+            let devs: Vec<String> = self
+                .devices
+                .iter()
+                .filter(|(k, _)| k.host == h)
+                .map(|(k, d)| {
+                    let who = self
+                        .name_of_ident(d.ident)
+                        .map_or_else(|| "?".to_owned(), vol_name);
+                    format!("p{}l{}={}{}", k.portal, k.lun, who, if d.linked { "" } else { "(unlinked)" })
+                })
+                .collect();
+            let dms = self.dms.iter().filter(|d| d.0 == h).count();
+            let att: Vec<String> = self
+                .attachments
+                .keys()
+                .filter(|(x, _)| *x == h)
+                .map(|(_, v)| vol_name(*v))
+                .collect();
+            parts.push(format!(
+                "{}: {} session(s), disks [{}], {} map(s), attached [{}]",
+                host_name(h),
+                sessions,
+                devs.join(" "),
+                dms,
+                att.join(" ")
+            ));
+        }
+        parts.join(" | ")
+    }
+}
+
+/// The reference state machine for one protocol.
+#[derive(Debug, Clone, Copy)]
+pub struct Model;
+
+fn topology_strategy() -> BoxedStrategy<Topology> {
+    (
+        prop_oneof![
+            3 => Just(HostKind::Single),
+            3 => Just(HostKind::Multipath),
+            2 => Just(HostKind::MultipathdSingle),
+        ],
+        1usize..=2,
+        any::<bool>(),
+        any::<bool>(),
+        prop::bool::weighted(0.2),
+        any::<bool>(),
+    )
+        .prop_map(|(host_kind, hosts, shared_target, reuse, flat, two)| {
+            let portals = if host_kind == HostKind::Multipath || two {
+                2
+            } else {
+                1
+            };
+            Topology {
+                protocol: MachineProtocol::Iscsi,
+                hosts,
+                host_kind,
+                portals,
+                shared_target,
+                // Identities shared across hosts make the checks' wwid -> name mapping
+                // ambiguous: reuse only on one host.
+                reuse_identity: reuse && hosts == 1,
+                flat_addressing: flat,
+            }
+        })
+        .boxed()
+}
+
+fn fault_mix_strategy() -> BoxedStrategy<FaultMix> {
+    let b = || prop::bool::weighted(0.4);
+    (b(), b(), b(), b(), b(), b(), b(), b())
+        .prop_map(|(a, b, c, d, e, f, g, h)| FaultMix {
+            map_flush: a,
+            device_flush: b,
+            delete_busy: c,
+            udev_late: d,
+            udev_lost: e,
+            multipathd_slow: f,
+            crash: g,
+            path_flap: h,
+        })
+        .boxed()
+}
+
+impl ReferenceStateMachine for Model {
+    type State = ModelState;
+    type Transition = Transition;
+
+    fn init_state() -> BoxedStrategy<ModelState> {
+        (topology_strategy(), fault_mix_strategy(), any::<u64>())
+            .prop_map(|(t, f, seed)| ModelState::new(t, f, seed))
+            .boxed()
+    }
+
+    fn transitions(state: &ModelState) -> BoxedStrategy<Transition> {
+        transitions_for(state)
+    }
+
+    fn apply(state: ModelState, t: &Transition) -> ModelState {
+        state.step(t)
+    }
+
+    fn preconditions(state: &ModelState, t: &Transition) -> bool {
+        state.allows(t)
+    }
+}
+
+fn transitions_for(s: &ModelState) -> BoxedStrategy<Transition> {
+    let hosts = s.topology.hosts;
+    let nvol = s.volumes.len();
+    let portals = s.topology.portals;
+    let mut arms: Vec<(u32, BoxedStrategy<Transition>)> = Vec::new();
+    if nvol < MAX_VOLUMES {
+        arms.push((if nvol == 0 { 10 } else { 3 }, Just(Transition::Create).boxed()));
+    }
+    if nvol > 0 {
+        let vh = move || (0..nvol, 0..hosts);
+        arms.push((
+            6,
+            vh().prop_map(|(vol, host)| Transition::Map { vol, host })
+                .boxed(),
+        ));
+        arms.push((
+            1,
+            vh().prop_map(|(vol, host)| Transition::Unmap { vol, host })
+                .boxed(),
+        ));
+        arms.push((1, (0..nvol).prop_map(|vol| Transition::Delete { vol }).boxed()));
+        let f = s.faults.clone();
+        let mut afaults: Vec<Option<AttachFault>> = vec![None, None, None];
+        if f.udev_late {
+            afaults.push(Some(AttachFault::UdevLate));
+        }
+        if f.udev_lost {
+            afaults.push(Some(AttachFault::UdevLost));
+        }
+        arms.push((
+            8,
+            (vh(), prop::sample::select(afaults))
+                .prop_map(|((vol, host), fault)| Transition::Attach { vol, host, fault })
+                .boxed(),
+        ));
+        let mut dfaults: Vec<BoxedStrategy<Option<DetachFault>>> =
+            vec![Just(None).boxed(), Just(None).boxed(), Just(None).boxed()];
+        if f.map_flush {
+            dfaults.push(
+                any::<bool>()
+                    .prop_map(|persistent| Some(DetachFault::MapFlushFails { persistent }))
+                    .boxed(),
+            );
+        }
+        if f.device_flush {
+            dfaults.push(Just(Some(DetachFault::DeviceFlushFails)).boxed());
+        }
+        if f.delete_busy {
+            dfaults.push(Just(Some(DetachFault::DeleteBusy)).boxed());
+        }
+        if f.udev_late {
+            dfaults.push(Just(Some(DetachFault::UdevLate)).boxed());
+        }
+        if f.multipathd_slow {
+            dfaults.push(Just(Some(DetachFault::MultipathdSlow)).boxed());
+        }
+        if f.crash {
+            dfaults.push(
+                (0u8..12)
+                    .prop_map(|after| Some(DetachFault::Crash { after }))
+                    .boxed(),
+            );
+        }
+        arms.push((
+            7,
+            (
+                vh(),
+                any::<bool>(),
+                prop::bool::weighted(0.7),
+                Union::new(dfaults),
+            )
+                .prop_map(|((vol, host), force, device_info, fault)| Transition::Detach {
+                    vol,
+                    host,
+                    force,
+                    device_info,
+                    fault,
+                })
+                .boxed(),
+        ));
+    }
+    if s.faults.path_flap && portals > 1 {
+        arms.push((
+            1,
+            (0..hosts, 0..portals)
+                .prop_map(|(host, portal)| Transition::PathDown { host, portal })
+                .boxed(),
+        ));
+        if !s.down.is_empty() {
+            let down: Vec<(usize, usize)> = s.down.iter().copied().collect();
+            arms.push((
+                2,
+                prop::sample::select(down)
+                    .prop_map(|(host, portal)| Transition::PathUp { host, portal })
+                    .boxed(),
+            ));
+        }
+    }
+    Union::new_weighted(arms).boxed()
+}

@@ -1,0 +1,684 @@
+//! The system under test: a [`Lab`] (the simulator behind the real connectors) driven by the
+//! model's transitions, and the comparison of what happened with what the model expects.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use brick_connectors::{DeviceInfo, DisconnectOptions, RealHost, find_orphans};
+use brick_sim_target::{ArraySpec, Fault, HostId, IdentityPolicy, IqnMode, Times, UdevAction};
+
+use crate::checks::PropertyKind;
+use crate::lab::{Lab, LabHostSpec};
+use crate::machine::model::{
+    AttachFault, AttachedDev, DetachFault, DevKey, HostKind, ModelState, Outcome, Tgt, Transition,
+    host_name, vol_name,
+};
+use crate::simhost::lock;
+
+/// The array's name in the lab and in scenario files.
+pub(crate) const ARRAY: &str = "array-1";
+/// IQN of the shared target.
+pub(crate) const SHARED_IQN: &str = "iqn.2010-10.org.openstack:shared";
+/// Prefix of per-volume target IQNs.
+pub(crate) const IQN_PREFIX: &str = "iqn.2010-10.org.openstack:volume-";
+
+/// Portal `i` of the array.
+pub(crate) fn portal(i: usize) -> String {
+    format!("10.0.{}.2:3260", i + 2)
+}
+
+/// What one step did, for the trace.
+#[derive(Debug, Clone)]
+pub(crate) struct StepRecord {
+    /// `attach v0 on host-1`.
+    pub(crate) what: String,
+    /// `ok`, the device, or the error.
+    pub(crate) result: String,
+    /// The violations the checks reported (expected ones included).
+    pub(crate) violations: Vec<String>,
+    /// The model's one-line state summary after the step.
+    pub(crate) summary: String,
+}
+
+/// Why a step broke the machine.
+#[derive(Debug, Clone)]
+pub(crate) struct StepFailure {
+    /// What does not hold.
+    pub(crate) message: String,
+    /// The connector's side effects during the step, per host.
+    pub(crate) journal: Vec<(String, Vec<String>)>,
+}
+
+/// The lab plus what the machine remembers about it.
+#[derive(Debug)]
+pub(crate) struct Sut {
+    lab: Lab,
+    hosts: Vec<String>,
+    portals: Vec<String>,
+    flat: bool,
+}
+
+fn sim(e: impl std::fmt::Display) -> String {
+    format!("lab: {e}")
+}
+
+impl Sut {
+    /// A lab for the model's topology.
+    pub(crate) fn new(state: &ModelState) -> Result<Self, String> {
+        let t = &state.topology;
+        let mut lab = Lab::new(state.world_seed);
+        let hosts: Vec<String> = (0..t.hosts).map(host_name).collect();
+        for h in &hosts {
+            let mut spec = match t.host_kind {
+                HostKind::Single => LabHostSpec::single(h),
+                HostKind::Multipath => LabHostSpec::multipath(h),
+                HostKind::MultipathdSingle => {
+                    let mut s = LabHostSpec::multipath(h);
+                    s.use_multipath = false;
+                    s
+                }
+            };
+            spec.sim.udev_delay = Duration::from_millis(50);
+            lab.add_host(spec).map_err(sim)?;
+        }
+        let portals: Vec<String> = (0..t.portals).map(portal).collect();
+        let mut spec = ArraySpec::new(ARRAY, portals.clone());
+        spec.iqn_mode = if t.shared_target {
+            IqnMode::Shared {
+                iqn: SHARED_IQN.to_owned(),
+            }
+        } else {
+            IqnMode::PerVolume {
+                prefix: IQN_PREFIX.to_owned(),
+            }
+        };
+        spec.identity = if t.reuse_identity {
+            IdentityPolicy::ReuseOnLun
+        } else {
+            IdentityPolicy::Fresh
+        };
+        spec.flat_addressing = t.flat_addressing;
+        lab.add_array(spec).map_err(sim)?;
+        Ok(Self {
+            lab,
+            hosts,
+            portals,
+            flat: t.flat_addressing,
+        })
+    }
+
+    /// The lab.
+    pub(crate) fn lab(&self) -> &Lab {
+        &self.lab
+    }
+
+    fn host_id(&self, h: usize) -> HostId {
+        self.lab.host_id(&host_name(h)).unwrap_or(HostId(u32::MAX))
+    }
+
+    fn arm(&mut self, fault: &Fault) -> Result<(), String> {
+        self.lab.inject(fault.clone()).map_err(sim)
+    }
+
+    fn disarm(&mut self, fault: &Fault) {
+        lock(self.lab.world()).clear_fault(fault);
+    }
+
+    fn journal_lens(&self) -> Vec<usize> {
+        self.hosts
+            .iter()
+            .map(|h| self.lab.journal(h).map(|j| j.len()).unwrap_or(0))
+            .collect()
+    }
+
+    fn journal_since(&self, lens: &[usize]) -> Vec<(String, Vec<String>)> {
+        self.hosts
+            .iter()
+            .zip(lens)
+            .filter_map(|(h, n)| {
+                let j = self.lab.journal(h).ok()?;
+                let new: Vec<String> = j.into_iter().skip(*n).collect();
+                (!new.is_empty()).then(|| (h.clone(), new))
+            })
+            .collect()
+    }
+
+    /// Applies `t`, settles, and checks every invariant against `model` (the state after
+    /// `t`). `Err` explains the first broken one.
+    pub(crate) fn apply(
+        &mut self,
+        model: &ModelState,
+        t: &Transition,
+    ) -> Result<StepRecord, (StepRecord, StepFailure)> {
+        let lens = self.journal_lens();
+        let mut record = StepRecord {
+            what: t.to_string(),
+            result: String::new(),
+            violations: Vec::new(),
+            summary: model.summary(),
+        };
+        let fail = |record: &StepRecord, this: &Self, message: String| {
+            (
+                record.clone(),
+                StepFailure {
+                    message,
+                    journal: this.journal_since(&lens),
+                },
+            )
+        };
+        let outcome = match self.perform(model, t) {
+            Ok(o) => o,
+            Err(message) => return Err(fail(&record, self, message)),
+        };
+        record.result = match &outcome.result {
+            Ok(Some(d)) => format!(
+                "{} (wwid {})",
+                d.path,
+                d.scsi_wwn.as_ref().map_or("-", |w| w.as_str())
+            ),
+            Ok(None) => "ok".to_owned(),
+            Err(e) => format!("error: {e}"),
+        };
+        if let Some(m) = outcome.early_failure {
+            return Err(fail(&record, self, m));
+        }
+        if let Err(e) = self.lab.settle() {
+            return Err(fail(&record, self, format!("settling failed: {e}")));
+        }
+        let violations = self.lab.check();
+        record.violations = violations.iter().map(ToString::to_string).collect();
+        if let Err(m) = self.judge_outcome(model, &outcome) {
+            return Err(fail(&record, self, m));
+        }
+        let got: BTreeSet<(PropertyKind, String, Option<String>)> = violations
+            .iter()
+            .map(|v| (v.kind, v.host.clone(), v.volume.clone()))
+            .collect();
+        let want = model.expected_violations();
+        if got != want {
+            return Err(fail(
+                &record,
+                self,
+                format!(
+                    "the checks reported {} but the model expects {}",
+                    describe(&got),
+                    describe(&want)
+                ),
+            ));
+        }
+        if let Err(m) = self.compare_state(model) {
+            return Err(fail(&record, self, m));
+        }
+        if want.is_empty() && model.all_linked() {
+            for h in &self.hosts {
+                let Ok(root) = self.lab.root(h) else { continue };
+                let report = find_orphans(&RealHost::new(root));
+                if !report.is_clean() {
+                    let list: Vec<String> = report
+                        .orphans
+                        .iter()
+                        .map(|o| format!("{} ({:?}: {})", o.path, o.reason, o.detail))
+                        .collect();
+                    return Err(fail(
+                        &record,
+                        self,
+                        format!(
+                            "the orphan report of {h} is not empty after a clean history: {}",
+                            list.join("; ")
+                        ),
+                    ));
+                }
+            }
+        }
+        Ok(record)
+    }
+
+    /// Runs the transition on the lab.
+    fn perform(&mut self, model: &ModelState, t: &Transition) -> Result<Performed, String> {
+        let mut out = Performed {
+            result: Ok(None),
+            early_failure: None,
+            previous: None,
+            host: 0,
+        };
+        match *t {
+            Transition::Create => {
+                let n = self.lab.volume_names().len();
+                self.lab
+                    .create_volume(&vol_name(n), ARRAY, 1 << 30)
+                    .map_err(sim)?;
+            }
+            Transition::Map { vol, host } => {
+                self.lab.map(&vol_name(vol), &host_name(host)).map_err(sim)?;
+            }
+            Transition::Unmap { vol, host } => {
+                self.lab
+                    .unmap(&vol_name(vol), &host_name(host))
+                    .map_err(sim)?;
+            }
+            Transition::Delete { vol } => self.lab.delete(&vol_name(vol)).map_err(sim)?,
+            Transition::Attach { vol, host, fault } => {
+                out.host = host;
+                let hid = self.host_id(host);
+                let f = fault.map(|f| match f {
+                    AttachFault::UdevLate => Fault::UdevLate {
+                        host: hid,
+                        extra: Duration::from_secs(30),
+                    },
+                    AttachFault::UdevLost => Fault::UdevLost {
+                        host: hid,
+                        action: UdevAction::Add,
+                        times: Times::Always,
+                    },
+                });
+                if let Some(f) = &f {
+                    self.arm(f)?;
+                }
+                out.previous = self
+                    .lab
+                    .attachments()
+                    .get(&(host_name(host), vol_name(vol)))
+                    .map(|a| a.device.clone());
+                let r = self.lab.attach(&vol_name(vol), &host_name(host));
+                if let Some(f) = &f {
+                    self.disarm(f);
+                }
+                out.result = r.map(Some).map_err(|e| e.to_string());
+            }
+            Transition::Detach {
+                vol,
+                host,
+                force,
+                device_info,
+                fault,
+            } => {
+                let hid = self.host_id(host);
+                let opts = DisconnectOptions {
+                    force,
+                    ignore_errors: false,
+                };
+                let f = fault.map(|f| match f {
+                    DetachFault::MapFlushFails { persistent } => Fault::MultipathFlushFails {
+                        host: hid,
+                        times: if persistent {
+                            Times::Always
+                        } else {
+                            Times::Count(1)
+                        },
+                    },
+                    DetachFault::DeviceFlushFails => Fault::BlockdevFlushFails {
+                        host: hid,
+                        times: Times::Always,
+                    },
+                    DetachFault::DeleteBusy => Fault::DeviceDeleteBusy {
+                        host: hid,
+                        device: None,
+                        times: Times::Always,
+                    },
+                    DetachFault::UdevLate => Fault::UdevLate {
+                        host: hid,
+                        extra: Duration::from_secs(30),
+                    },
+                    DetachFault::MultipathdSlow => Fault::MultipathdSlowRemove {
+                        host: hid,
+                        extra: Duration::from_secs(5),
+                    },
+                    DetachFault::Crash { after } => Fault::Crash {
+                        host: hid,
+                        after: u32::from(after),
+                    },
+                });
+                if let Some(f) = &f {
+                    self.arm(f)?;
+                }
+                let (v, h) = (vol_name(vol), host_name(host));
+                let mut r = self.lab.detach(&v, &h, opts, device_info);
+                if let Some(f) = &f {
+                    self.disarm(f);
+                }
+                if let Some(DetachFault::Crash { .. }) = fault {
+                    // The process restarted: the detach is retried.
+                    r = self.lab.detach(&v, &h, opts, device_info);
+                }
+                if r.is_ok() || force {
+                    out.early_failure = self.multipathd_forgot_removed(hid, &h);
+                }
+                out.result = r.map(|()| None).map_err(|e| e.to_string());
+            }
+            Transition::PathDown { host, portal } => {
+                let f = self.portal_fault(host, portal);
+                self.arm(&f)?;
+            }
+            Transition::PathUp { host, portal } => {
+                let f = self.portal_fault(host, portal);
+                self.disarm(&f);
+            }
+        }
+        let _ = model;
+        Ok(out)
+    }
+
+    fn portal_fault(&self, host: usize, p: usize) -> Fault {
+        Fault::PortalDown {
+            host: self.host_id(host),
+            portal: self.portals.get(p).cloned().unwrap_or_default(),
+        }
+    }
+
+    /// After a detach returned (before udev and multipathd catch up): multipathd's path
+    /// table must not list devices that no longer exist (os-brick d3f4f3b).
+    fn multipathd_forgot_removed(&self, hid: HostId, h: &str) -> Option<String> {
+        let w = lock(self.lab.world());
+        let existing: BTreeSet<String> = w.host_devices(hid).into_iter().map(|d| d.name).collect();
+        let stale: Vec<String> = w
+            .multipathd_paths(hid)
+            .into_iter()
+            .filter(|p| !existing.contains(p))
+            .collect();
+        (!stale.is_empty()).then(|| {
+            format!(
+                "the detach returned while multipathd on {h} still lists removed paths {stale:?}"
+            )
+        })
+    }
+
+    fn judge_outcome(&self, model: &ModelState, out: &Performed) -> Result<(), String> {
+        match (model.outcome, &out.result) {
+            (Outcome::Any, _) => Ok(()),
+            (Outcome::Ok, Ok(_)) | (Outcome::Err, Err(_)) => Ok(()),
+            (Outcome::Ok, Err(e)) => Err(format!("the connector failed but should succeed: {e}")),
+            (Outcome::Err, Ok(_)) => Err("the connector succeeded but should fail".to_owned()),
+            (Outcome::Attached { .. }, Err(e)) => {
+                Err(format!("the attach failed but should succeed: {e}"))
+            }
+            (Outcome::Attached { dev, wwn, again }, Ok(info)) => {
+                let Some(info) = info else {
+                    return Err("the attach returned no device".to_owned());
+                };
+                self.judge_attach(model, out.host, dev, wwn, again, info, out.previous.as_ref())
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn judge_attach(
+        &self,
+        model: &ModelState,
+        host: usize,
+        dev: AttachedDev,
+        wwn: Option<u32>,
+        again: bool,
+        info: &DeviceInfo,
+        previous: Option<&DeviceInfo>,
+    ) -> Result<(), String> {
+        let wwid_of = |ident: u32| -> Option<String> { self.wwid_of_ident(model, ident) };
+        let want_path = match dev {
+            AttachedDev::Sd(k) => self.device_name_at(&k).map(|n| format!("/dev/{n}")),
+            AttachedDev::Dm(ident) => {
+                let h = host;
+                let hid = self.host_id(h);
+                let w = wwid_of(ident);
+                let name = lock(self.lab.world())
+                    .host_devices(hid)
+                    .into_iter()
+                    .find(|d| d.name.starts_with("dm-") && Some(&d.reported_wwid) == w.as_ref())
+                    .map(|d| format!("/dev/{}", d.name));
+                name
+            }
+        };
+        if want_path.as_deref() != Some(info.path.as_str()) {
+            return Err(format!(
+                "attach returned {} but the model expects {} ({})",
+                info.path,
+                want_path.as_deref().unwrap_or("a device that does not exist"),
+                match dev {
+                    AttachedDev::Sd(_) => "a single path",
+                    AttachedDev::Dm(_) => "the multipath map",
+                }
+            ));
+        }
+        let got = info.scsi_wwn.as_ref().map(|w| w.as_str().to_owned());
+        match wwn {
+            Some(ident) => {
+                let want = wwid_of(ident);
+                if got != want {
+                    return Err(format!(
+                        "attach returned wwid {} but the device must report {} ({})",
+                        got.as_deref().unwrap_or("(none)"),
+                        want.as_deref().unwrap_or("?"),
+                        model
+                            .name_of_ident(ident)
+                            .map_or_else(|| "no volume".to_owned(), vol_name)
+                    ));
+                }
+            }
+            None => {
+                // udev was late or lost: no wwid is fine, a wrong one is not.
+                let own = match dev {
+                    AttachedDev::Sd(k) => model.devices.get(&k).and_then(|d| wwid_of(d.ident)),
+                    AttachedDev::Dm(i) => wwid_of(i),
+                };
+                if got.is_some() && got != own {
+                    return Err(format!(
+                        "attach returned wwid {} but the device reports {}",
+                        got.as_deref().unwrap_or("?"),
+                        own.as_deref().unwrap_or("?")
+                    ));
+                }
+            }
+        }
+        if again
+            && let Some(prev) = previous
+            && prev.path != info.path
+        {
+            return Err(format!(
+                "attaching again returned {} but the first attach returned {}",
+                info.path, prev.path
+            ));
+        }
+        Ok(())
+    }
+
+    fn wwid_of_ident(&self, model: &ModelState, ident: u32) -> Option<String> {
+        let v = model
+            .volumes
+            .iter()
+            .position(|x| x.ident == ident)?;
+        let id = self.lab.volume_id(&vol_name(v)).ok()?;
+        lock(self.lab.world())
+            .volume_record(id)
+            .map(|r| r.wwid.clone())
+    }
+
+    /// Parses a target IQN back to the model's target.
+    fn tgt_of_iqn(&self, iqn: &str) -> Option<Tgt> {
+        if iqn == SHARED_IQN {
+            return Some(None);
+        }
+        let name = iqn.strip_prefix(IQN_PREFIX)?;
+        let n: usize = name.strip_prefix('v')?.parse().ok()?;
+        Some(Some(n))
+    }
+
+    fn array_lun(&self, klun: u64) -> u64 {
+        if self.flat {
+            klun.saturating_sub(16384)
+        } else {
+            klun
+        }
+    }
+
+    /// Every sd device of host `h` keyed as the model keys them: (key -> (name, wwid)).
+    fn world_devices(&self, h: usize) -> BTreeMap<DevKey, (String, String)> {
+        let hid = self.host_id(h);
+        let w = lock(self.lab.world());
+        let sessions = w.sessions(hid);
+        let mut out = BTreeMap::new();
+        for d in w.host_devices(hid) {
+            let Some(hctl) = &d.hctl else { continue };
+            let mut it = hctl.split(':');
+            let (Some(hn), Some(l)) = (it.next(), it.nth(2)) else {
+                continue;
+            };
+            let (Ok(hn), Ok(l)) = (hn.parse::<u32>(), l.parse::<u64>()) else {
+                continue;
+            };
+            let Some(s) = sessions.iter().find(|s| s.host_no == hn) else {
+                continue;
+            };
+            let Some(p) = self.portals.iter().position(|x| *x == s.portal) else {
+                continue;
+            };
+            let Some(tgt) = self.tgt_of_iqn(&s.iqn) else {
+                continue;
+            };
+            out.insert(
+                DevKey {
+                    host: h,
+                    tgt,
+                    portal: p,
+                    lun: self.array_lun(l),
+                },
+                (d.name.clone(), d.reported_wwid.clone()),
+            );
+        }
+        out
+    }
+
+    fn device_name_at(&self, k: &DevKey) -> Option<String> {
+        self.world_devices(k.host).remove(k).map(|(n, _)| n)
+    }
+
+    /// The hosts hold exactly the disks, maps and sessions the model says.
+    fn compare_state(&self, model: &ModelState) -> Result<(), String> {
+        for h in 0..model.topology.hosts {
+            let hn = host_name(h);
+            let hid = self.host_id(h);
+            let world: BTreeMap<DevKey, String> = self
+                .world_devices(h)
+                .into_iter()
+                .map(|(k, (_, w))| (k, w))
+                .collect();
+            let want: BTreeMap<DevKey, String> = model
+                .devices
+                .iter()
+                .filter(|(k, _)| k.host == h)
+                .map(|(k, d)| {
+                    (
+                        *k,
+                        self.wwid_of_ident(model, d.ident)
+                            .unwrap_or_else(|| "?".to_owned()),
+                    )
+                })
+                .collect();
+            if world != want {
+                return Err(format!(
+                    "{hn} holds disks {} but the model expects {}",
+                    describe_devices(model, &world),
+                    describe_devices(model, &want)
+                ));
+            }
+            let (sessions, dms) = {
+                let w = lock(self.lab.world());
+                let sessions: BTreeSet<(Tgt, usize)> = w
+                    .sessions(hid)
+                    .iter()
+                    .filter_map(|s| {
+                        Some((
+                            self.tgt_of_iqn(&s.iqn)?,
+                            self.portals.iter().position(|x| *x == s.portal)?,
+                        ))
+                    })
+                    .collect();
+                let dms: BTreeSet<String> = w
+                    .host_devices(hid)
+                    .into_iter()
+                    .filter(|d| d.name.starts_with("dm-"))
+                    .map(|d| d.reported_wwid)
+                    .collect();
+                (sessions, dms)
+            };
+            let want_sessions: BTreeSet<(Tgt, usize)> = model
+                .sessions
+                .iter()
+                .filter(|s| s.0 == h)
+                .map(|s| (s.1, s.2))
+                .collect();
+            if sessions != want_sessions {
+                return Err(format!(
+                    "{hn} has sessions {} but the model expects {}",
+                    describe_sessions(&sessions),
+                    describe_sessions(&want_sessions)
+                ));
+            }
+            let want_dms: BTreeSet<String> = model
+                .dms
+                .iter()
+                .filter(|d| d.0 == h)
+                .filter_map(|d| self.wwid_of_ident(model, d.1))
+                .collect();
+            if dms != want_dms {
+                return Err(format!(
+                    "{hn} has multipath maps for {dms:?} but the model expects {want_dms:?}"
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// What running a transition produced.
+#[derive(Debug)]
+struct Performed {
+    /// Connector result: the attach's device, or the error text.
+    result: Result<Option<DeviceInfo>, String>,
+    /// A check that must run before the settle failed.
+    early_failure: Option<String>,
+    /// The attachment's device before an attach.
+    previous: Option<DeviceInfo>,
+    /// The host of an attach.
+    host: usize,
+}
+
+fn describe(set: &BTreeSet<(PropertyKind, String, Option<String>)>) -> String {
+    if set.is_empty() {
+        return "no violation".to_owned();
+    }
+    let items: Vec<String> = set
+        .iter()
+        .map(|(k, h, v)| match v {
+            Some(v) => format!("{k} on {h} for {v}"),
+            None => format!("{k} on {h}"),
+        })
+        .collect();
+    format!("[{}]", items.join(", "))
+}
+
+fn tgt_text(t: Tgt) -> String {
+    t.map_or_else(|| "shared".to_owned(), vol_name)
+}
+
+fn describe_devices(model: &ModelState, m: &BTreeMap<DevKey, String>) -> String {
+    let _ = model;
+    let items: Vec<String> = m
+        .iter()
+        .map(|(k, w)| {
+            format!(
+                "target {} portal {} lun {} = {}",
+                tgt_text(k.tgt),
+                k.portal,
+                k.lun,
+                w.get(w.len().saturating_sub(8)..).unwrap_or(w)
+            )
+        })
+        .collect();
+    format!("[{}]", items.join("; "))
+}
+
+fn describe_sessions(s: &BTreeSet<(Tgt, usize)>) -> String {
+    let items: Vec<String> = s
+        .iter()
+        .map(|(t, p)| format!("target {} portal {p}", tgt_text(*t)))
+        .collect();
+    format!("[{}]", items.join("; "))
+}
