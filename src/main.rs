@@ -11,7 +11,9 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 use brick_connectors::{ConnectionProperties, ConnectorConfig, Protocol, RealHost, connector_for};
 
+mod bench;
 mod check;
+mod explore;
 mod serve;
 mod sim;
 mod verify;
@@ -78,6 +80,10 @@ enum Command {
     Serve(serve::ServeArgs),
     /// Ask path agents whether a live migration or a detach left anything behind.
     Verify(verify::VerifyArgs),
+    /// Long property runs: generated attach/detach/array/fault sequences on the simulator.
+    Explore(explore::ExploreArgs),
+    /// Simulator throughput: attach+detach cycles and property cases per second.
+    Bench(bench::BenchArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -165,6 +171,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Check { json } => check::run(json),
         Command::Serve(args) => serve::run(args),
         Command::Verify(args) => verify::run(args),
+        Command::Explore(args) => explore::run(args),
+        Command::Bench(args) => bench::run(args),
     }
 }
 

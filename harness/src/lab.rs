@@ -236,6 +236,19 @@ impl Lab {
         array: &str,
         size_bytes: u64,
     ) -> Result<(), LabError> {
+        self.create_volume_as(name, name, array, size_bytes)
+    }
+
+    /// Creates volume `name` on `array`, where the array calls it `array_name`. Arrays that
+    /// name targets after volumes (per-volume IQNs) and recycle names reuse an IQN this way:
+    /// a new volume gets the name, hence the IQN, of a deleted one.
+    pub fn create_volume_as(
+        &mut self,
+        name: &str,
+        array_name: &str,
+        array: &str,
+        size_bytes: u64,
+    ) -> Result<(), LabError> {
         if self.volumes.contains_key(name) {
             return Err(LabError::Duplicate {
                 kind: "volume",
@@ -246,7 +259,7 @@ impl Lab {
             kind: "array",
             name: array.to_owned(),
         })?;
-        let id = lock(&self.world).create_volume(array_id, name, size_bytes)?;
+        let id = lock(&self.world).create_volume(array_id, array_name, size_bytes)?;
         self.volumes.insert(name.to_owned(), id);
         self.sync_all()
     }

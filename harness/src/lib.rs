@@ -11,6 +11,7 @@ pub mod agent;
 pub mod checks;
 pub mod error;
 pub mod lab;
+pub mod machine;
 pub mod loopdev;
 pub mod report;
 pub mod simhost;

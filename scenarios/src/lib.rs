@@ -247,6 +247,11 @@ pub fn needs(scn: &Scenario) -> Vec<brick_harness::Need> {
                 i + 1,
                 s.fault.as_deref().unwrap_or_default()
             )));
+        } else if s.array_name.is_some() {
+            out.push(Need::Simulator(format!(
+                "step {} names the volume on the array (`array_name`)",
+                i + 1
+            )));
         } else if !s.expect.violations.is_empty() {
             out.push(Need::Simulator(format!(
                 "step {} expects violations only the simulator's truth shows",

@@ -418,7 +418,7 @@ fn run_step(
         Action::Create => {
             let array = array_of(scn, step);
             let size = step.size_mib.unwrap_or(1024).saturating_mul(1 << 20);
-            let r = target.create_volume(vol, array, size).map(ok).map_err(err);
+            let r = create(target, step, vol, array, size);
             if r.is_ok() {
                 state.existing.insert(vol.to_owned());
             }
@@ -510,6 +510,25 @@ fn run_step(
     }
 }
 
+fn create(
+    target: &mut dyn Target,
+    step: &Step,
+    vol: &str,
+    array: &str,
+    size: u64,
+) -> Result<String, String> {
+    match (&step.array_name, target.lab_mut()) {
+        (Some(name), Some(lab)) => lab
+            .create_volume_as(vol, name, array, size)
+            .map_err(|e| e.to_string())?,
+        (Some(_), None) => return Err("`array_name` needs the simulator".into()),
+        (None, _) => target
+            .create_volume(vol, array, size)
+            .map_err(|e| e.to_string())?,
+    }
+    Ok("ok".into())
+}
+
 fn reuse(
     scn: &Scenario,
     target: &mut dyn Target,
@@ -527,8 +546,7 @@ fn reuse(
         state.existing.remove(of);
     }
     let size = step.size_mib.unwrap_or(1024).saturating_mul(1 << 20);
-    target
-        .create_volume(vol, array_of(scn, step), size)
+    create(target, step, vol, array_of(scn, step), size)
         .map_err(|e| format!("creating {vol}: {e}"))?;
     state.existing.insert(vol.to_owned());
     let mut out = Vec::new();

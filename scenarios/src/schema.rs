@@ -181,6 +181,11 @@ pub struct Step {
     /// The array for `create`; may be left out when the scenario has one array.
     #[serde(default)]
     pub array: Option<String>,
+    /// `create`/`reuse`: the volume's name on the array, when it differs from `volume`
+    /// (simulator only). Arrays with per-volume IQNs name the target after it, so giving a new
+    /// volume a deleted volume's array name reuses its IQN.
+    #[serde(default)]
+    pub array_name: Option<String>,
     /// Size of a created volume in MiB (default 1024).
     #[serde(default)]
     pub size_mib: Option<u64>,

@@ -357,6 +357,29 @@ impl ArrayState {
         }
     }
 
+    /// `Mapping::iqn` for a target key: the IQN / NQN, empty for FC.
+    pub(crate) fn mapping_name(&self, key: &str) -> String {
+        match self.spec.transport {
+            ArrayTransport::Fc { .. } => String::new(),
+            _ => key.to_owned(),
+        }
+    }
+
+    /// `Mapping::portals`: portals (iSCSI), target WWPNs (FC), `traddr:trsvcid` (NVMe).
+    pub(crate) fn mapping_portals(&self) -> Vec<String> {
+        match &self.spec.transport {
+            ArrayTransport::Iscsi => self.spec.portals.clone(),
+            ArrayTransport::Fc { ports } => {
+                ports.iter().map(|p| format!("{:016x}", p.wwpn)).collect()
+            }
+            ArrayTransport::Nvme(n) => n
+                .ports
+                .iter()
+                .map(|p| format!("{}:{}", p.traddr, p.trsvcid))
+                .collect(),
+        }
+    }
+
     pub(crate) fn has_portal(&self, p: &Portal) -> bool {
         self.portals.iter().any(|q| q == p)
     }

@@ -151,7 +151,13 @@ impl World {
                         format!("malformed scan request {content:?}"),
                     )
                 })?;
-                if self.host_ref(host).kernel.fc.hba_by_host_no(host_no).is_none() {
+                if self
+                    .host_ref(host)
+                    .kernel
+                    .fc
+                    .hba_by_host_no(host_no)
+                    .is_none()
+                {
                     return Err(ControlError::new(Errno::ENOENT, path, "no such SCSI host"));
                 }
                 self.fc_scan(host, host_no, c, t, l);
@@ -169,9 +175,15 @@ impl World {
                 self.rescan_device(host, hctl);
                 Ok(())
             }
-            ["sys", "devices", "virtual", "nvme-fabrics", "ctl", ctrl, attr] => {
-                self.nvme_control(host, path, ctrl, attr, content)
-            }
+            [
+                "sys",
+                "devices",
+                "virtual",
+                "nvme-fabrics",
+                "ctl",
+                ctrl,
+                attr,
+            ] => self.nvme_control(host, path, ctrl, attr, content),
             // Other writable attributes accept the write; the model does not track them.
             _ => Ok(()),
         }
@@ -184,28 +196,28 @@ impl World {
         path: &str,
         hctl: Hctl,
     ) -> Result<(), ControlError> {
-                let name = self
-                    .host_ref(host)
-                    .kernel
-                    .devices
-                    .get(&hctl)
-                    .and_then(|d| d.sd_name());
-                let busy = self.faults.fire(|f| match f {
-                    Fault::DeviceDeleteBusy {
-                        host: h, device, ..
-                    } => {
-                        *h == host
-                            && device
-                                .as_deref()
-                                .is_none_or(|d| d == hctl.to_string() || Some(d) == name.as_deref())
-                    }
-                    _ => false,
-                });
-                if busy {
-                    return Err(ControlError::new(Errno::EBUSY, path, "device busy (fault)"));
-                }
-                self.remove_scsi_device(host, hctl);
-                Ok(())
+        let name = self
+            .host_ref(host)
+            .kernel
+            .devices
+            .get(&hctl)
+            .and_then(|d| d.sd_name());
+        let busy = self.faults.fire(|f| match f {
+            Fault::DeviceDeleteBusy {
+                host: h, device, ..
+            } => {
+                *h == host
+                    && device
+                        .as_deref()
+                        .is_none_or(|d| d == hctl.to_string() || Some(d) == name.as_deref())
+            }
+            _ => false,
+        });
+        if busy {
+            return Err(ControlError::new(Errno::EBUSY, path, "device busy (fault)"));
+        }
+        self.remove_scsi_device(host, hctl);
+        Ok(())
     }
 }
 

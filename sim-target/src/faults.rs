@@ -107,6 +107,26 @@ pub enum Fault {
         /// Side effects that still succeed.
         after: u32,
     },
+    /// An NVMe-oF port is unreachable from the host: its controllers lost their connection
+    /// and stay `connecting` (I/O through them fails) until cleared; `nvme connect` through
+    /// it times out. A controller lost for good is this fault never cleared.
+    NvmePortDown {
+        /// Host.
+        host: HostId,
+        /// Port address.
+        traddr: String,
+        /// Port service id.
+        trsvcid: u16,
+    },
+    /// The next `nvme connect` of the host to the volume's subsystem finds the volume newly
+    /// mapped to it, as if another attach raced with this one (its namespace appears during
+    /// this attach). Fires once.
+    NamespaceAppears {
+        /// Host.
+        host: HostId,
+        /// The volume the array maps concurrently.
+        volume: crate::ids::VolumeId,
+    },
 }
 
 impl Fault {
@@ -121,7 +141,9 @@ impl Fault {
             | Fault::UdevLost { host, .. }
             | Fault::PortalDown { host, .. }
             | Fault::MultipathdSlowRemove { host, .. }
-            | Fault::Crash { host, .. } => *host,
+            | Fault::Crash { host, .. }
+            | Fault::NvmePortDown { host, .. }
+            | Fault::NamespaceAppears { host, .. } => *host,
         }
     }
 

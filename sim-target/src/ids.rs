@@ -62,6 +62,28 @@ pub enum SimError {
     /// The array has no free LUN id left for that host.
     #[error("no free LUN id on target {0}")]
     NoFreeLun(String),
+    /// No FC port with that WWPN exists.
+    #[error("unknown FC port {0:#018x}")]
+    UnknownPort(u64),
+    /// The two FC ports sit on different fabrics and cannot be zoned together.
+    #[error("FC ports {a:#018x} and {b:#018x} are on different fabrics")]
+    FabricMismatch {
+        /// One port.
+        a: u64,
+        /// The other.
+        b: u64,
+    },
+    /// The two FC ports are not zoned together.
+    #[error("FC ports {a:#018x} and {b:#018x} are not zoned together")]
+    NotZoned {
+        /// One port.
+        a: u64,
+        /// The other.
+        b: u64,
+    },
+    /// The host has no NVMe initiator (no host NQN) to map an NVMe namespace to.
+    #[error("host {0} has no NVMe initiator (HostSpec::nvme is None)")]
+    NoNvmeInitiator(HostId),
 }
 
 /// An errno-like kind of a failed control-file write or removal.

@@ -34,11 +34,13 @@ mod clock;
 mod control;
 mod etc;
 mod faults;
+mod fc;
 mod ids;
 mod kernel;
 mod materialize;
 mod multipath;
 mod naming;
+mod nvme;
 mod udev;
 mod userland;
 mod world;
@@ -46,8 +48,12 @@ mod world;
 #[cfg(test)]
 mod tests;
 
-pub use array::{ArraySpec, IdentityPolicy, IqnMode, Mapping, Volume};
+pub use array::{ArraySpec, ArrayTransport, IdentityPolicy, IqnMode, Mapping, Volume};
 pub use faults::{Fault, Times, UdevAction};
+pub use fc::{FcHbaSpec, FcPortState, FcRole, FcTargetPort, HbaTruth, RportTruth};
 pub use ids::{ArrayId, ControlError, Errno, ExecOutput, HostId, SimError, VolumeId};
+pub use nvme::{
+    ControllerTruth, CtrlState, NsIds, NvmeHostSpec, NvmePort, NvmeTargetSpec, NvmeTransport,
+};
 pub use tree::{Node, Tree, TreeDiff};
 pub use world::{DeviceTruth, HostSpec, SessionTruth, World};

@@ -295,7 +295,10 @@ mod tests {
             sysfs_link(&format!("{lun}/scsi_device/0:0:0:1"), lun),
             "../../../0:0:0:1"
         );
-        assert_eq!(sysfs_link(lun, "/sys/bus/scsi"), "../../../../../../bus/scsi");
+        assert_eq!(
+            sysfs_link(lun, "/sys/bus/scsi"),
+            "../../../../../../bus/scsi"
+        );
         assert_eq!(
             sysfs_link(&format!("{lun}/block/sda"), "/sys/devices/virtual/bdi/8:0"),
             "../../../../../../../virtual/bdi/8:0"

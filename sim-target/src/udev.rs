@@ -18,9 +18,9 @@
 use std::collections::BTreeMap;
 
 use crate::faults::{Fault, UdevAction};
+use crate::fc::fc_by_path_name;
 use crate::ids::{ControlError, Errno, HostId};
 use crate::kernel::{BSG_MAJOR, DM_MAJOR, DevKind, SG_MAJOR};
-use crate::fc::fc_by_path_name;
 use crate::naming::{by_path_name, sd_devt, udev_clean};
 use crate::tree::{Node, Tree};
 use crate::world::{Event, World};

@@ -8,7 +8,8 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::array::{
-    ArraySpec, ArrayState, IdentityPolicy, IqnMode, Mapping, Volume, VolumeState, fresh_identity,
+    ArraySpec, ArrayState, ArrayTransport, IdentityPolicy, IqnMode, Mapping, Volume, VolumeState,
+    fresh_identity, initiator_key,
 };
 use crate::clock::{Clock, SplitMix64};
 use crate::faults::{Fault, Faults};
@@ -36,6 +37,12 @@ pub struct HostSpec {
     pub user_friendly_names: bool,
     /// How long udev takes to process a kernel event.
     pub udev_delay: Duration,
+    /// Fibre Channel HBA ports (none by default: no `fc_host` class).
+    #[serde(default)]
+    pub fc_hbas: Vec<crate::fc::FcHbaSpec>,
+    /// NVMe-oF initiator (nvme-cli, `nvme_fabrics`); `None`: not installed.
+    #[serde(default)]
+    pub nvme: Option<crate::nvme::NvmeHostSpec>,
 }
 
 impl HostSpec {
@@ -51,7 +58,21 @@ impl HostSpec {
             find_multipaths_strict: false,
             user_friendly_names: false,
             udev_delay: Duration::from_millis(50),
+            fc_hbas: Vec::new(),
+            nvme: None,
         }
+    }
+
+    /// Adds an FC HBA port.
+    pub fn with_fc_hba(mut self, hba: crate::fc::FcHbaSpec) -> Self {
+        self.fc_hbas.push(hba);
+        self
+    }
+
+    /// Installs the NVMe-oF initiator with the defaults of [`crate::NvmeHostSpec::for_host`].
+    pub fn with_nvme(mut self) -> Self {
+        self.nvme = Some(crate::nvme::NvmeHostSpec::for_host(&self.name));
+        self
     }
 }
 
@@ -77,6 +98,17 @@ pub(crate) enum Event {
         host: HostId,
         dev: String,
     },
+    /// An FC rport's `dev_loss_tmo` expires.
+    FcDevLoss {
+        host: HostId,
+        host_no: u32,
+        rport: u32,
+    },
+    /// A namespace-change AEN reaches an NVMe controller.
+    NvmeAen {
+        host: HostId,
+        ctrl: u32,
+    },
 }
 
 /// Arrays, hosts, the virtual clock and the faults. Deterministic for a seed.
@@ -94,6 +126,8 @@ pub struct World {
     pub(crate) events: BTreeMap<(Duration, u64), Event>,
     pub(crate) last_event: u64,
     pub(crate) materialized: HashMap<(HostId, PathBuf), Tree>,
+    /// FC zoning and port ids.
+    pub(crate) fc: crate::fc::Fabric,
     seed: u64,
 }
 
@@ -114,11 +148,14 @@ impl fmt::Debug for World {
 /// Truth about one block device of a host, for checks.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DeviceTruth {
-    /// Kernel name: `sda`, `dm-0`.
+    /// Kernel name: `sda`, `dm-0`, `nvme0n1`.
     pub name: String,
-    /// `H:C:T:L` for SCSI disks.
+    /// `H:C:T:L` for SCSI disks (iSCSI and FC).
     pub hctl: Option<String>,
-    /// The identity the device reports (cached at probe), udev form `3...`.
+    /// The identity the device reports (cached at probe / scan). SCSI and dm: udev form
+    /// `3<naa>` (as `scsi_id` and multipath print it). NVMe: the sysfs `wwid`,
+    /// `uuid.<uuid>` (or `eui.<nguid hex>` for a namespace without a UUID), which is also the
+    /// `Volume::wwid` of NVMe volumes and the `by-id/nvme-<wwid>` link name.
     pub reported_wwid: String,
     /// The volume I/O reaches now (`None`: nothing mapped there). For a dm map: the volume
     /// its first path that reaches one reaches.
@@ -127,7 +164,8 @@ pub struct DeviceTruth {
     pub links: Vec<String>,
     /// dm maps holding this device.
     pub holders: Vec<String>,
-    /// Devices under this dm map.
+    /// Devices under this dm map; for an NVMe head, its hidden per-path disks
+    /// (`nvme0c1n1`), which are never reported as devices of their own.
     pub slaves: Vec<String>,
 }
 
@@ -161,6 +199,7 @@ impl World {
             events: BTreeMap::new(),
             last_event: 0,
             materialized: HashMap::new(),
+            fc: crate::fc::Fabric::default(),
             seed,
         }
     }
@@ -182,6 +221,8 @@ impl World {
             mpd,
             last_due: Duration::ZERO,
         });
+        self.nvme_init_host(id);
+        self.fc_init_host(id);
         id
     }
 
@@ -189,6 +230,7 @@ impl World {
     pub fn add_array(&mut self, spec: ArraySpec) -> ArrayId {
         let id = ArrayId(u32::try_from(self.arrays.len()).unwrap_or(u32::MAX));
         self.arrays.push(ArrayState::new(spec));
+        self.fc_sync_all();
         id
     }
 
@@ -262,6 +304,12 @@ impl World {
             return Err(SimError::VolumeExists(name.to_owned()));
         }
         let identity = fresh_identity(&mut self.rng);
+        let ns_ids = match &self.arrays.get(array.0 as usize).map(|a| &a.spec.transport) {
+            Some(ArrayTransport::Nvme(spec)) => {
+                Some(crate::nvme::NsIds::fresh(&mut self.rng, spec))
+            }
+            _ => None,
+        };
         let id = VolumeId(self.last_volume);
         self.last_volume += 1;
         let a = self
@@ -274,7 +322,9 @@ impl World {
             id,
             name: name.to_owned(),
             array,
-            wwid: identity.udev_wwid(),
+            wwid: ns_ids
+                .as_ref()
+                .map_or_else(|| identity.udev_wwid(), crate::nvme::NsIds::wwid),
             size_bytes,
         };
         tracing::debug!(%id, name, %iqn, wwid = %public.wwid, "volume created");
@@ -285,6 +335,7 @@ impl World {
                 identity,
                 iqn,
                 mapped: BTreeMap::new(),
+                ns_ids,
             },
         );
         Ok(id)
@@ -292,13 +343,11 @@ impl World {
 
     /// Maps a volume to a host (idempotent: mapping twice returns the same mapping).
     pub fn map_volume(&mut self, vol: VolumeId, host: HostId) -> Result<Mapping, SimError> {
-        let initiator = self
+        let host_spec = &self
             .hosts
             .get(host.0 as usize)
             .ok_or(SimError::UnknownHost(host))?
-            .spec
-            .initiator_iqn
-            .clone();
+            .spec;
         let v = self.volumes.get(&vol).ok_or(SimError::UnknownVolume(vol))?;
         let array = v.public.array;
         let iqn = v.iqn.clone();
@@ -306,15 +355,24 @@ impl World {
             .arrays
             .get(array.0 as usize)
             .ok_or(SimError::UnknownArray(array))?;
+        let initiator = initiator_key(&a.spec.transport, host_spec);
         if let Some((_, lun)) = v.mapped.get(&host) {
             return Ok(Mapping {
-                iqn,
-                portals: a.spec.portals.clone(),
+                iqn: a.mapping_name(&iqn),
+                portals: a.mapping_portals(),
                 lun: *lun,
             });
         }
-        let lun = a.allocate_lun(&iqn, &initiator)?;
-        let reuse = a.spec.identity == IdentityPolicy::ReuseOnLun;
+        let nvme = matches!(a.spec.transport, ArrayTransport::Nvme(_));
+        if nvme && initiator.is_empty() {
+            return Err(SimError::NoNvmeInitiator(host));
+        }
+        let lun = if nvme {
+            a.allocate_nsid(&iqn, vol)?
+        } else {
+            a.allocate_lun(&iqn, &initiator)?
+        };
+        let reuse = a.spec.identity == IdentityPolicy::ReuseOnLun && !nvme;
         let a = self
             .arrays
             .get_mut(array.0 as usize)
@@ -322,7 +380,8 @@ impl World {
         a.ensure_target(&iqn)
             .luns
             .insert((initiator.clone(), lun), vol);
-        let portals = a.spec.portals.clone();
+        let portals = a.mapping_portals();
+        let name = a.mapping_name(&iqn);
         let v = self
             .volumes
             .get_mut(&vol)
@@ -342,7 +401,14 @@ impl World {
         }
         v.mapped.insert(host, (initiator, lun));
         tracing::debug!(%vol, %host, %iqn, lun, "volume mapped");
-        Ok(Mapping { iqn, portals, lun })
+        if nvme {
+            self.nvme_namespaces_changed(array, &iqn);
+        }
+        Ok(Mapping {
+            iqn: name,
+            portals,
+            lun,
+        })
     }
 
     /// Unmaps a volume from a host on the array. The host's devices are not touched: if the
@@ -366,6 +432,7 @@ impl World {
             t.luns.remove(&(initiator, lun));
         }
         tracing::debug!(%vol, %host, lun, "volume unmapped");
+        self.nvme_namespaces_changed(array, &iqn);
         Ok(())
     }
 
@@ -428,8 +495,8 @@ impl World {
             .get(v.public.array.0 as usize)
             .ok_or(SimError::UnknownArray(v.public.array))?;
         Ok(Mapping {
-            iqn: v.iqn.clone(),
-            portals: a.spec.portals.clone(),
+            iqn: a.mapping_name(&v.iqn),
+            portals: a.mapping_portals(),
             lun: *lun,
         })
     }
@@ -443,6 +510,20 @@ impl World {
         let m = self.mapping(vol, host)?;
         let v = self.volumes.get(&vol).ok_or(SimError::UnknownVolume(vol))?;
         let a = self.array_ref(v.public.array);
+        match a.spec.transport {
+            ArrayTransport::Iscsi => {}
+            ArrayTransport::Fc { .. } => {
+                return Ok(self.fc_connection_properties(
+                    v.public.array,
+                    host,
+                    m.lun,
+                    &v.public.name,
+                ));
+            }
+            ArrayTransport::Nvme(_) => {
+                return Ok(self.nvme_connection_properties(vol, host, &m.iqn, m.lun));
+            }
+        }
         let first = m.portals.first().cloned().unwrap_or_default();
         let mut data = serde_json::json!({
             "target_discovered": false,
@@ -561,6 +642,12 @@ impl World {
         match ev {
             Event::Udev { host, action, dev } => self.udev_process(host, action, &dev),
             Event::MpdRemove { host, dev } => self.mpd_remove_path(host, &dev),
+            Event::FcDevLoss {
+                host,
+                host_no,
+                rport,
+            } => self.fc_dev_loss(host, host_no, rport),
+            Event::NvmeAen { host, ctrl } => self.nvme_scan(host, ctrl),
         }
     }
 
@@ -615,6 +702,7 @@ impl World {
                 name,
             });
         }
+        out.extend(self.nvme_device_truths(host, &links_to));
         out
     }
 

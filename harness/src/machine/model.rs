@@ -248,6 +248,8 @@ pub enum Transition {
         /// Portal index.
         portal: usize,
     },
+    /// Nothing happens but time (a minute).
+    Wait,
 }
 
 /// Name of volume `i` in the lab and in scenario files.
@@ -302,6 +304,7 @@ impl fmt::Display for Transition {
                 write!(f, "portal {portal} down for {}", host_name(*host))
             }
             Self::PathUp { host, portal } => write!(f, "portal {portal} up for {}", host_name(*host)),
+            Self::Wait => f.write_str("wait a minute"),
         }
     }
 }
@@ -422,7 +425,8 @@ pub struct ModelState {
 }
 
 impl ModelState {
-    fn new(topology: Topology, faults: FaultMix, world_seed: u64) -> Self {
+    /// The empty lab of a case: no volume, nothing attached.
+    pub fn new(topology: Topology, faults: FaultMix, world_seed: u64) -> Self {
         Self {
             topology,
             faults,
@@ -712,6 +716,7 @@ impl ModelState {
             .map(|(_, d)| d.ident)
             .collect();
         let mut found: Vec<DevKey> = Vec::new();
+        let mut announced = false;
         for p in 0..portals {
             let key = DevKey {
                 host: h,
@@ -728,6 +733,7 @@ impl ModelState {
                 self.sessions.insert((h, tgt, p));
                 if self.scan_new(key, lost).is_some() {
                     found.push(key);
+                    announced |= !lost && !late;
                 }
             }
         }
@@ -735,8 +741,7 @@ impl ModelState {
         let ident = self.devices.get(&first)?.ident;
         // A map of that identity already exists, or udev forms one while the connector
         // waits, or the connector knows the WWID (a `scsi-` link) and adds the path itself.
-        if dms_before.contains(&(h, ident)) || (!lost && !late) || linked_before.contains(&ident)
-        {
+        if dms_before.contains(&(h, ident)) || announced || linked_before.contains(&ident) {
             self.dms.insert((h, ident));
             return Some((AttachedDev::Dm(ident), Some(ident)));
         }
@@ -884,6 +889,7 @@ impl ModelState {
             Transition::PathUp { host, portal } => {
                 self.down.remove(&(host, portal));
             }
+            Transition::Wait => {}
         }
         self
     }
@@ -892,7 +898,11 @@ impl ModelState {
     pub fn allows(&self, t: &Transition) -> bool {
         let hosts = self.topology.hosts;
         match *t {
-            Transition::Create => self.volumes.len() < MAX_VOLUMES,
+            Transition::Create => {
+                self.volumes.iter().filter(|v| v.exists).count() < MAX_VOLUMES
+                    && self.volumes.len() < 2 * MAX_VOLUMES
+            }
+            Transition::Wait => true,
             Transition::Map { vol, host } => {
                 host < hosts && self.exists(vol) && self.mapped(vol, host).is_none()
             }
@@ -1142,23 +1152,34 @@ fn transitions_for(s: &ModelState) -> BoxedStrategy<Transition> {
     let hosts = s.topology.hosts;
     let nvol = s.volumes.len();
     let portals = s.topology.portals;
+    let pairs = |keep: &dyn Fn(usize, usize) -> bool| -> Vec<(usize, usize)> {
+        (0..nvol)
+            .flat_map(|v| (0..hosts).map(move |h| (v, h)))
+            .filter(|(v, h)| keep(*v, *h))
+            .collect()
+    };
+    let existing = s.volumes.iter().filter(|v| v.exists).count();
     let mut arms: Vec<(u32, BoxedStrategy<Transition>)> = Vec::new();
-    if nvol < MAX_VOLUMES {
-        arms.push((if nvol == 0 { 10 } else { 3 }, Just(Transition::Create).boxed()));
+    if existing < MAX_VOLUMES && nvol < 2 * MAX_VOLUMES {
+        arms.push((if existing == 0 { 10 } else { 3 }, Just(Transition::Create).boxed()));
     }
-    if nvol > 0 {
-        let vh = move || (0..nvol, 0..hosts);
+    let to_map = pairs(&|v, h| s.exists(v) && s.mapped(v, h).is_none());
+    if !to_map.is_empty() {
         arms.push((
             6,
-            vh().prop_map(|(vol, host)| Transition::Map { vol, host })
+            prop::sample::select(to_map)
+                .prop_map(|(vol, host)| Transition::Map { vol, host })
                 .boxed(),
         ));
+    }
+    let mapped = pairs(&|v, h| s.mapped(v, h).is_some());
+    if !mapped.is_empty() {
         arms.push((
             1,
-            vh().prop_map(|(vol, host)| Transition::Unmap { vol, host })
+            prop::sample::select(mapped.clone())
+                .prop_map(|(vol, host)| Transition::Unmap { vol, host })
                 .boxed(),
         ));
-        arms.push((1, (0..nvol).prop_map(|vol| Transition::Delete { vol }).boxed()));
         let f = s.faults.clone();
         let mut afaults: Vec<Option<AttachFault>> = vec![None, None, None];
         if f.udev_late {
@@ -1169,10 +1190,23 @@ fn transitions_for(s: &ModelState) -> BoxedStrategy<Transition> {
         }
         arms.push((
             8,
-            (vh(), prop::sample::select(afaults))
+            (prop::sample::select(mapped), prop::sample::select(afaults))
                 .prop_map(|((vol, host), fault)| Transition::Attach { vol, host, fault })
                 .boxed(),
         ));
+    }
+    let live: Vec<usize> = (0..nvol).filter(|v| s.exists(*v)).collect();
+    if !live.is_empty() {
+        arms.push((
+            1,
+            prop::sample::select(live)
+                .prop_map(|vol| Transition::Delete { vol })
+                .boxed(),
+        ));
+    }
+    let detachable = pairs(&|v, h| s.attached(h, v) || s.mapped(v, h).is_some());
+    if !detachable.is_empty() {
+        let f = s.faults.clone();
         let mut dfaults: Vec<BoxedStrategy<Option<DetachFault>>> =
             vec![Just(None).boxed(), Just(None).boxed(), Just(None).boxed()];
         if f.map_flush {
@@ -1204,7 +1238,7 @@ fn transitions_for(s: &ModelState) -> BoxedStrategy<Transition> {
         arms.push((
             7,
             (
-                vh(),
+                prop::sample::select(detachable),
                 any::<bool>(),
                 prop::bool::weighted(0.7),
                 Union::new(dfaults),
@@ -1220,12 +1254,17 @@ fn transitions_for(s: &ModelState) -> BoxedStrategy<Transition> {
         ));
     }
     if s.faults.path_flap && portals > 1 {
-        arms.push((
-            1,
-            (0..hosts, 0..portals)
-                .prop_map(|(host, portal)| Transition::PathDown { host, portal })
-                .boxed(),
-        ));
+        let up: Vec<usize> = (0..hosts)
+            .filter(|h| !s.down.iter().any(|(x, _)| x == h))
+            .collect();
+        if !up.is_empty() {
+            arms.push((
+                1,
+                (prop::sample::select(up), 0..portals)
+                    .prop_map(|(host, portal)| Transition::PathDown { host, portal })
+                    .boxed(),
+            ));
+        }
         if !s.down.is_empty() {
             let down: Vec<(usize, usize)> = s.down.iter().copied().collect();
             arms.push((
@@ -1235,6 +1274,9 @@ fn transitions_for(s: &ModelState) -> BoxedStrategy<Transition> {
                     .boxed(),
             ));
         }
+    }
+    if arms.is_empty() {
+        arms.push((1, Just(Transition::Wait).boxed()));
     }
     Union::new_weighted(arms).boxed()
 }

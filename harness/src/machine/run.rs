@@ -1,7 +1,7 @@
 //! Running the machine: one case, and many cases with shrinking ([`explore`]), with the
 //! reports a person reads (trace, replay scenario, commands).
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
@@ -272,6 +272,7 @@ pub fn explore(opts: &ExploreOptions, progress: &mut dyn FnMut(&Progress)) -> Ex
     let found_at = Cell::new(0u32);
     let digest = Cell::new(0xcbf2_9ce4_8422_2325u64);
     let verbose = opts.verbose;
+    let progress = RefCell::new(progress);
     let result = runner.run(&strategy, |(initial, transitions, seen)| {
         if !failing.get() {
             cases.set(cases.get() + 1);
@@ -300,7 +301,7 @@ pub fn explore(opts: &ExploreOptions, progress: &mut dyn FnMut(&Progress)) -> Ex
                 }
             }
             digest.set(d);
-            progress(&Progress {
+            (progress.borrow_mut())(&Progress {
                 cases: cases.get(),
                 steps: steps.get(),
                 elapsed: start.elapsed(),

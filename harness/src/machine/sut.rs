@@ -353,6 +353,9 @@ impl Sut {
                 let f = self.portal_fault(host, portal);
                 self.disarm(&f);
             }
+            Transition::Wait => {
+                lock(self.lab.world()).advance(Duration::from_secs(60));
+            }
         }
         let _ = model;
         Ok(out)

@@ -167,7 +167,9 @@ pub(crate) fn hba_path_id(device_path: &str) -> String {
         .find(|c| is_pci_function(c))
         .copied()
         .unwrap_or_default();
-    let root = comps.iter().position(|c| c.starts_with("pci") && !is_pci_function(c));
+    let root = comps
+        .iter()
+        .position(|c| c.starts_with("pci") && !is_pci_function(c));
     let platform = match (comps.first(), root) {
         (Some(&"platform"), Some(r)) if r >= 2 => comps.get(r - 1).copied(),
         _ => None,
@@ -366,7 +368,8 @@ impl World {
                 tracing::warn!(%host, path = %spec.device_path, "FC HBA with an invalid device path: ignored");
                 continue;
             }
-            let host_no = crate::kernel::lowest_free(k.shosts.keys().copied().chain(k.fc.host_nos()));
+            let host_no =
+                crate::kernel::lowest_free(k.shosts.keys().copied().chain(k.fc.host_nos()));
             let state = spec.port_state;
             k.fc.hbas.push(Hba {
                 spec,
@@ -471,12 +474,7 @@ impl World {
     /// `dev_loss_tmo` fired for a blocked rport: a target loses its devices and becomes
     /// `Not Present`; another initiator's rport is deleted.
     pub(crate) fn fc_dev_loss(&mut self, host: HostId, host_no: u32, number: u32) {
-        let Some(hba) = self
-            .host_ref(host)
-            .kernel
-            .fc
-            .hba_by_host_no(host_no)
-        else {
+        let Some(hba) = self.host_ref(host).kernel.fc.hba_by_host_no(host_no) else {
             return;
         };
         let Some(r) = hba.rports.iter().find(|r| r.number == number) else {
@@ -529,7 +527,11 @@ impl World {
             return Err(SimError::FabricMismatch { a, b });
         }
         self.fc.zones.insert((a.min(b), a.max(b)));
-        tracing::debug!(a = format_args!("{a:#x}"), b = format_args!("{b:#x}"), "zoned");
+        tracing::debug!(
+            a = format_args!("{a:#x}"),
+            b = format_args!("{b:#x}"),
+            "zoned"
+        );
         self.fc_sync_all();
         Ok(())
     }
@@ -540,7 +542,11 @@ impl World {
         if !self.fc.zones.remove(&(a.min(b), a.max(b))) {
             return Err(SimError::NotZoned { a, b });
         }
-        tracing::debug!(a = format_args!("{a:#x}"), b = format_args!("{b:#x}"), "unzoned");
+        tracing::debug!(
+            a = format_args!("{a:#x}"),
+            b = format_args!("{b:#x}"),
+            "unzoned"
+        );
         self.fc_sync_all();
         Ok(())
     }
@@ -679,9 +685,7 @@ impl World {
                         luns: k
                             .devices
                             .keys()
-                            .filter(|h| {
-                                h.host == hba.host_no && Some(h.target) == r.target_id
-                            })
+                            .filter(|h| h.host == hba.host_no && Some(h.target) == r.target_id)
                             .map(|h| h.lun)
                             .collect(),
                     })

@@ -75,7 +75,11 @@ const FC_HOST: &[Attr] = &[
     text("speed", 0o444, "16 Gbit"),
     text("supported_classes", 0o444, "Class 3"),
     text("supported_speeds", 0o444, "4 Gbit, 8 Gbit, 16 Gbit"),
-    text("symbolic_name", 0o444, "QLE2692 FW:v8.08.231 DVR:v10.02.07.900-k"),
+    text(
+        "symbolic_name",
+        0o444,
+        "QLE2692 FW:v8.08.231 DVR:v10.02.07.900-k",
+    ),
     text("system_hostname", 0o644, ""),
     text("tgtid_bind_type", 0o644, "wwpn (World Wide Port Name)"),
     empty("uevent"),
@@ -185,7 +189,14 @@ impl World {
                 ("node_name", format!("{:#x}", hba.spec.wwnn)),
                 (
                     "port_id",
-                    format!("{:#08x}", if up { self.fc.port_id(hba.spec.wwpn) } else { 0 }),
+                    format!(
+                        "{:#08x}",
+                        if up {
+                            self.fc.port_id(hba.spec.wwpn)
+                        } else {
+                            0
+                        }
+                    ),
                 ),
                 ("port_state", hba.state.as_str().to_owned()),
                 (
@@ -198,7 +209,10 @@ impl World {
                     .to_owned(),
                 ),
                 ("speed", if up { "16 Gbit" } else { "unknown" }.to_owned()),
-                ("fabric_name", format!("{:#x}", fabric_wwn(&hba.spec.fabric, up))),
+                (
+                    "fabric_name",
+                    format!("{:#x}", fabric_wwn(&hba.spec.fabric, up)),
+                ),
             ],
         );
         link(t, &fch, "device", &hd);
@@ -230,7 +244,8 @@ impl World {
                     ("roles", r.role.as_str().to_owned()),
                     (
                         "scsi_target_id",
-                        r.target_id.map_or_else(|| "-1".to_owned(), |t| t.to_string()),
+                        r.target_id
+                            .map_or_else(|| "-1".to_owned(), |t| t.to_string()),
                     ),
                 ],
             );
@@ -284,8 +299,8 @@ fn fabric_wwn(fabric: &str, up: bool) -> u64 {
     if !up {
         return 0;
     }
-    let h = fabric
-        .bytes()
-        .fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3));
+    let h = fabric.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+    });
     0x1000_0000_0000_0000 | (h & 0x0000_ffff_ffff_ffff)
 }

@@ -429,7 +429,12 @@ impl World {
                 ),
             ],
         );
-        link(t, &blk, "bdi", &format!("/sys/devices/virtual/bdi/{maj}:{min}"));
+        link(
+            t,
+            &blk,
+            "bdi",
+            &format!("/sys/devices/virtual/bdi/{maj}:{min}"),
+        );
         link(t, &blk, "device", lun);
         link(t, &blk, "subsystem", "/sys/class/block");
         for m in k.holders(&name) {

@@ -203,7 +203,12 @@ pub struct NsIds {
 
 impl NsIds {
     pub(crate) fn fresh(rng: &mut crate::clock::SplitMix64, spec: &NvmeTargetSpec) -> Self {
-        let (a, b, c, d) = (rng.next_u64(), rng.next_u64(), rng.next_u64(), rng.next_u64());
+        let (a, b, c, d) = (
+            rng.next_u64(),
+            rng.next_u64(),
+            rng.next_u64(),
+            rng.next_u64(),
+        );
         let uuid = uuid_text(
             (a & !0xf000) | 0x4000,
             (b & 0x3fff_ffff_ffff_ffff) | 0x8000_0000_0000_0000,
@@ -516,7 +521,11 @@ impl World {
         hostnqn: &str,
     ) -> BTreeMap<u32, (VolumeId, NsIds, u64)> {
         let mut out = BTreeMap::new();
-        let Some(t) = self.arrays.get(array.0 as usize).and_then(|a| a.targets.get(nqn)) else {
+        let Some(t) = self
+            .arrays
+            .get(array.0 as usize)
+            .and_then(|a| a.targets.get(nqn))
+        else {
             return out;
         };
         for ((initiator, nsid), vol) in &t.luns {
@@ -564,8 +573,10 @@ impl World {
             .faults
             .list()
             .into_iter()
-            .filter(|f| matches!(f, Fault::NamespaceAppears { host: h, volume } if *h == host
-                && self.volumes.get(volume).is_some_and(|v| v.iqn == args.nqn)))
+            .filter(|f| {
+                matches!(f, Fault::NamespaceAppears { host: h, volume } if *h == host
+                && self.volumes.get(volume).is_some_and(|v| v.iqn == args.nqn))
+            })
             .collect();
         for f in racing {
             if let Fault::NamespaceAppears { volume, .. } = &f {
@@ -574,13 +585,15 @@ impl World {
             }
             self.faults.remove(&f);
         }
-        let spec = self.nvme_spec(array).cloned().ok_or(ConnectError::Refused)?;
+        let spec = self
+            .nvme_spec(array)
+            .cloned()
+            .ok_or(ConnectError::Refused)?;
         let a = self.array_ref(array);
         let Some(target) = a.targets.get(&args.nqn) else {
             return Err(ConnectError::Rejected);
         };
-        let allowed =
-            spec.allow_any_host || target.luns.keys().any(|(i, _)| *i == args.hostnqn);
+        let allowed = spec.allow_any_host || target.luns.keys().any(|(i, _)| *i == args.hostnqn);
         if !allowed {
             return Err(ConnectError::Rejected);
         }
@@ -648,12 +661,21 @@ impl World {
             .filter(|c| c.array == array && c.nqn == nqn)
             .map(|c| c.cntlid)
             .collect();
-        (1..=u16::MAX).find(|i| !used.contains(i)).unwrap_or(u16::MAX)
+        (1..=u16::MAX)
+            .find(|i| !used.contains(i))
+            .unwrap_or(u16::MAX)
     }
 
     /// Scans a controller's namespaces against what the array exposes now.
     pub(crate) fn nvme_scan(&mut self, host: HostId, instance: u32) {
-        let Some(c) = self.host_ref(host).kernel.nvme.ctrls.get(&instance).cloned() else {
+        let Some(c) = self
+            .host_ref(host)
+            .kernel
+            .nvme
+            .ctrls
+            .get(&instance)
+            .cloned()
+        else {
             return;
         };
         if self.ctrl_state(host, &c) != CtrlState::Live {
@@ -722,7 +744,11 @@ impl World {
             .map(|h| (h.instance, h.ids.clone()));
         let head = match existing {
             Some((_, old)) if old != ids => {
-                tracing::warn!(instance, nsid, "IDs don't match for shared namespace: not added");
+                tracing::warn!(
+                    instance,
+                    nsid,
+                    "IDs don't match for shared namespace: not added"
+                );
                 return;
             }
             Some((head, _)) => Some(head),
@@ -741,9 +767,7 @@ impl World {
                 let Some(s) = k.subsystems.get(&subsys) else {
                     return;
                 };
-                let hi = (1..)
-                    .find(|i| !s.heads.contains_key(i))
-                    .unwrap_or(u32::MAX);
+                let hi = (1..).find(|i| !s.heads.contains_key(i)).unwrap_or(u32::MAX);
                 hi
             }
         };
@@ -841,7 +865,14 @@ impl World {
     /// `delete_controller` / `nvme disconnect`: removes the controller's namespaces, the
     /// controller, and the subsystem when it was the last one.
     pub(crate) fn nvme_delete_ctrl(&mut self, host: HostId, instance: u32) -> bool {
-        let Some(c) = self.host_ref(host).kernel.nvme.ctrls.get(&instance).cloned() else {
+        let Some(c) = self
+            .host_ref(host)
+            .kernel
+            .nvme
+            .ctrls
+            .get(&instance)
+            .cloned()
+        else {
             return false;
         };
         for nsid in c.ns.keys() {

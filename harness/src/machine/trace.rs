@@ -1,0 +1,262 @@
+//! The replay scenario: a counterexample written in the scenarios crate's TOML format
+//! (`schema = 1`), with the model's expectations after every step, so that replaying it on
+//! the broken connector fails at the same step.
+//!
+//! The text is written by hand (the harness does not depend on the scenarios crate); the
+//! root package's tests parse it with the real schema. What the format cannot express yet is
+//! written as a comment next to the step (hosts with multipathd but a single-path connector,
+//! SAM3-flat arrays, a second portal going down).
+
+use std::fmt::Write as _;
+
+use crate::checks::PropertyKind;
+use crate::machine::model::{
+    AttachFault, DetachFault, HostKind, ModelState, Outcome, Transition, host_name, vol_name,
+};
+use crate::machine::sut::{ARRAY, IQN_PREFIX, SHARED_IQN, portal};
+
+/// The scenario fault names the machine uses, with what each must arm in the simulator (the
+/// scenarios crate maps names onto `brick_sim_target::Fault`s).
+pub const SCENARIO_FAULTS: &[(&str, &str)] = &[
+    (
+        "flush-fails",
+        "MultipathFlushFails { times: Always }: every `multipath -f` fails",
+    ),
+    (
+        "flush-fails-once",
+        "MultipathFlushFails { times: Count(1) }: the next `multipath -f` fails",
+    ),
+    (
+        "device-flush-fails",
+        "BlockdevFlushFails { times: Always }: `blockdev --flushbufs` fails",
+    ),
+    (
+        "delete-busy",
+        "DeviceDeleteBusy { device: None, times: Always }",
+    ),
+    ("udev-late", "UdevLate { extra: 30 s }"),
+    (
+        "udev-lost",
+        "UdevLost { action: Add, times: Always }: new devices get no links",
+    ),
+    (
+        "multipathd-slow",
+        "MultipathdSlowRemove { extra: 5 s }",
+    ),
+    (
+        "crash-after-N",
+        "Crash { after: N }: the N+1-th side effect and every later one fail",
+    ),
+    ("path-down", "PortalDown on the host's first portal"),
+    ("path-down-2", "PortalDown on the host's second portal"),
+];
+
+fn q(s: &str) -> String {
+    serde_json::to_string(s).unwrap_or_else(|_| format!("\"{s}\""))
+}
+
+fn kinds(state: &ModelState) -> Vec<String> {
+    let set: std::collections::BTreeSet<PropertyKind> =
+        state.expected_violations().into_iter().map(|(k, _, _)| k).collect();
+    set.into_iter().map(|k| k.to_string()).collect()
+}
+
+struct Writer<'a> {
+    out: &'a mut String,
+    multi_host: bool,
+}
+
+impl Writer<'_> {
+    fn step(&mut self, action: &str, fields: &[(&str, String)], after: &ModelState, expect_err: bool) {
+        let _ = writeln!(self.out, "\n[[step]]\naction = {}", q(action));
+        for (k, v) in fields {
+            let _ = writeln!(self.out, "{k} = {v}");
+        }
+        let mut expect = Vec::new();
+        if expect_err {
+            expect.push("error = \"\"".to_owned());
+        }
+        let v = kinds(after);
+        if !v.is_empty() {
+            let list: Vec<String> = v.iter().map(|s| q(s)).collect();
+            expect.push(format!("violations = [{}]", list.join(", ")));
+        }
+        if let Outcome::Attached { wwn: Some(ident), .. } = after.outcome
+            && let Some(owner) = after.name_of_ident(ident)
+        {
+            expect.push(format!("identity = {}", q(&vol_name(owner))));
+        }
+        if !expect.is_empty() {
+            let _ = writeln!(self.out, "expect = {{ {} }}", expect.join(", "));
+        }
+    }
+
+    fn host(&self, h: usize) -> Vec<(&'static str, String)> {
+        if self.multi_host {
+            vec![("host", q(&host_name(h)))]
+        } else {
+            Vec::new()
+        }
+    }
+}
+
+/// The scenario TOML that replays `transitions` from `initial`.
+pub fn scenario_toml(name: &str, initial: &ModelState, transitions: &[Transition]) -> String {
+    let t = &initial.topology;
+    let mut out = String::new();
+    let _ = writeln!(out, "# Written by the brickcheck property machine: a shrunk counterexample.");
+    let _ = writeln!(out, "# Lab: {t}; fault classes drawn: {}.", initial.faults);
+    let _ = writeln!(out, "schema = 1\nname = {}", q(name));
+    let _ = writeln!(
+        out,
+        "description = {}",
+        q(&format!(
+            "Counterexample found by the property machine ({} transitions). Every step carries \
+             what a correct connector must produce; a replay fails where the connector under \
+             test broke an invariant.",
+            transitions.len()
+        ))
+    );
+    let _ = writeln!(out, "protocol = {}\nseed = {}", q(t.protocol.name()), initial.world_seed);
+    for h in 0..t.hosts {
+        let _ = writeln!(out, "\n[[host]]\nname = {}", q(&host_name(h)));
+        match t.host_kind {
+            HostKind::Single => {}
+            HostKind::Multipath => {
+                let _ = writeln!(out, "multipath = true");
+            }
+            HostKind::MultipathdSingle => {
+                let _ = writeln!(
+                    out,
+                    "# not expressible yet: multipathd runs but the connector is single-path\nmultipath = true"
+                );
+            }
+        }
+        let _ = writeln!(out, "udev_delay_ms = 50");
+    }
+    let portals: Vec<String> = (0..t.portals).map(|i| q(&portal(i))).collect();
+    let _ = writeln!(out, "\n[[array]]\nname = {}\nportals = [{}]", q(ARRAY), portals.join(", "));
+    if t.shared_target {
+        let _ = writeln!(out, "iqn = \"shared\"\niqn_name = {}", q(SHARED_IQN));
+    } else {
+        let _ = writeln!(out, "iqn = \"per-volume\"\niqn_name = {}", q(IQN_PREFIX));
+    }
+    if t.reuse_identity {
+        let _ = writeln!(out, "identity = \"reuse-on-lun\"");
+    }
+    if t.flat_addressing {
+        let _ = writeln!(out, "# not expressible yet: SAM3-flat addressing");
+    }
+    let mut w = Writer {
+        out: &mut out,
+        multi_host: t.hosts > 1,
+    };
+    let mut state = initial.clone();
+    for tr in transitions {
+        let before = state.clone();
+        state = state.step(tr);
+        let err = state.outcome == Outcome::Err;
+        match *tr {
+            Transition::Create => {
+                let n = before.volumes.len();
+                w.step("create", &[("volume", q(&vol_name(n)))], &state, false);
+            }
+            Transition::Map { vol, host } => {
+                let mut f = vec![("volume", q(&vol_name(vol)))];
+                f.extend(w.host(host));
+                w.step("map", &f, &state, false);
+            }
+            Transition::Unmap { vol, host } => {
+                let mut f = vec![("volume", q(&vol_name(vol)))];
+                f.extend(w.host(host));
+                w.step("unmap", &f, &state, false);
+            }
+            Transition::Delete { vol } => {
+                w.step("delete", &[("volume", q(&vol_name(vol)))], &state, false);
+            }
+            Transition::Attach { vol, host, fault } => {
+                let name = fault.map(|f| match f {
+                    AttachFault::UdevLate => "udev-late",
+                    AttachFault::UdevLost => "udev-lost",
+                });
+                if let Some(n) = name {
+                    let mut f = vec![("fault", q(n))];
+                    f.extend(w.host(host));
+                    w.step("fault", &f, &before, false);
+                }
+                let mut f = vec![("volume", q(&vol_name(vol)))];
+                f.extend(w.host(host));
+                w.step("attach", &f, &state, err);
+                if name.is_some() {
+                    w.step("clear-faults", &[], &state, false);
+                }
+            }
+            Transition::Detach {
+                vol,
+                host,
+                force,
+                device_info,
+                fault,
+            } => {
+                let name = fault.map(|f| match f {
+                    DetachFault::MapFlushFails { persistent: true } => "flush-fails".to_owned(),
+                    DetachFault::MapFlushFails { persistent: false } => {
+                        "flush-fails-once".to_owned()
+                    }
+                    DetachFault::DeviceFlushFails => "device-flush-fails".to_owned(),
+                    DetachFault::DeleteBusy => "delete-busy".to_owned(),
+                    DetachFault::UdevLate => "udev-late".to_owned(),
+                    DetachFault::MultipathdSlow => "multipathd-slow".to_owned(),
+                    DetachFault::Crash { after } => format!("crash-after-{after}"),
+                });
+                if let Some(n) = &name {
+                    let mut f = vec![("fault", q(n))];
+                    f.extend(w.host(host));
+                    w.step("fault", &f, &before, false);
+                }
+                let mut f = vec![("volume", q(&vol_name(vol)))];
+                f.extend(w.host(host));
+                if force {
+                    f.push(("force", "true".to_owned()));
+                }
+                if !device_info {
+                    f.push(("device_info", "false".to_owned()));
+                }
+                let crash = matches!(fault, Some(DetachFault::Crash { .. }));
+                if crash {
+                    // The crashed attempt may or may not fail; only the retry is judged.
+                    let _ = writeln!(w.out, "\n# the process crashes during this detach; the next detach is the retry");
+                    let _ = writeln!(w.out, "[[step]]\naction = \"detach\"");
+                    for (k, v) in &f {
+                        let _ = writeln!(w.out, "{k} = {v}");
+                    }
+                    let _ = writeln!(w.out, "expect = {{ error = \"\" }}");
+                    w.step("clear-faults", &[], &state, false);
+                    w.step("detach", &f, &state, err);
+                } else {
+                    w.step("detach", &f, &state, err);
+                    if name.is_some() {
+                        w.step("clear-faults", &[], &state, false);
+                    }
+                }
+            }
+            Transition::PathDown { host, portal } => {
+                let n = if portal == 0 { "path-down" } else { "path-down-2" };
+                let mut f = vec![("fault", q(n))];
+                f.extend(w.host(host));
+                w.step("fault", &f, &state, false);
+            }
+            Transition::Wait => {
+                w.step("settle", &[], &state, false);
+            }
+            Transition::PathUp { .. } => {
+                let _ = writeln!(
+                    w.out,
+                    "\n# the portal comes back: every fault is cleared (no per-portal clear yet)"
+                );
+                w.step("clear-faults", &[], &state, false);
+            }
+        }
+    }
+    out
+}

@@ -1,0 +1,189 @@
+//! `brick explore`: long property runs (generated attach/detach/array/fault sequences on the
+//! simulator, every invariant after every step), optionally against a planted bug.
+
+use std::io::{IsTerminal as _, Write as _};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Result, bail};
+use brick_harness::machine::{
+    ExploreOptions, MachineProtocol, Progress, explore, failure_report, write_replay,
+};
+
+/// Arguments of `brick explore`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct ExploreArgs {
+    /// The protocol to explore.
+    #[arg(long, default_value = "iscsi")]
+    protocol: String,
+    /// Cases to generate.
+    #[arg(long, default_value_t = 1000)]
+    cases: u32,
+    /// Seed of the run (default: drawn from the clock and printed).
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Run against a planted bug (needs a build with `--features mutants`).
+    #[arg(long)]
+    mutant: Option<String>,
+    /// Print the planted bugs, one a line (needs `--features mutants`).
+    #[arg(long)]
+    list_mutants: bool,
+    /// Where the replay scenario of a failure is written.
+    #[arg(long, default_value = "brick-replays")]
+    out: PathBuf,
+    /// Report the first failing case as found, without shrinking it.
+    #[arg(long)]
+    no_shrink: bool,
+}
+
+#[cfg(feature = "mutants")]
+fn mutant_names() -> Result<Vec<&'static str>> {
+    Ok(brick_connectors::mutants::Mutant::ALL
+        .iter()
+        .map(|m| m.name())
+        .collect())
+}
+
+#[cfg(not(feature = "mutants"))]
+fn mutant_names() -> Result<Vec<&'static str>> {
+    bail!("this brick was built without planted bugs: rebuild with `--features mutants` (e.g. `cargo run --features mutants -- explore --list-mutants`)")
+}
+
+#[cfg(feature = "mutants")]
+fn set_mutant(name: Option<&str>) -> Result<()> {
+    use brick_connectors::mutants::{Mutant, set};
+    match name {
+        None => set(None),
+        Some(n) => match Mutant::from_name(n) {
+            Some(m) => set(Some(m)),
+            None => bail!("unknown mutant `{n}`; `brick explore --list-mutants` lists them"),
+        },
+    }
+    Ok(())
+}
+
+#[cfg(not(feature = "mutants"))]
+fn set_mutant(name: Option<&str>) -> Result<()> {
+    match name {
+        None => Ok(()),
+        Some(_) => mutant_names().map(|_| ()),
+    }
+}
+
+fn seed_from_clock() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() ^ u64::from(d.subsec_nanos()))
+        .unwrap_or(1)
+}
+
+pub(crate) fn run(args: ExploreArgs) -> Result<ExitCode> {
+    if args.list_mutants {
+        for name in mutant_names()? {
+            println!("{name}");
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let Some(protocol) = MachineProtocol::from_name(&args.protocol) else {
+        let known: Vec<&str> = MachineProtocol::ALL.iter().map(|p| p.name()).collect();
+        bail!(
+            "protocol `{}` is not explored yet (known: {})",
+            args.protocol,
+            known.join(", ")
+        );
+    };
+    set_mutant(args.mutant.as_deref())?;
+    let seed = args.seed.unwrap_or_else(seed_from_clock);
+    println!(
+        "exploring {} with {} cases, seed {seed}{}; each case draws its topology and fault classes (swarm)",
+        protocol.name(),
+        args.cases,
+        args.mutant
+            .as_deref()
+            .map(|m| format!(", mutant {m}"))
+            .unwrap_or_default()
+    );
+    let opts = ExploreOptions {
+        shrink: !args.no_shrink,
+        ..ExploreOptions::new(protocol, args.cases, seed)
+    };
+    let tty = std::io::stderr().is_terminal();
+    let total = args.cases;
+    let mut last_line = 0u32;
+    let mut show = |p: &Progress| {
+        let rate = p.steps as f64 / p.elapsed.as_secs_f64().max(1e-9);
+        if tty {
+            eprint!(
+                "\r{:>6}/{total} cases, {:>8.0} steps/s, {} failure(s)   ",
+                p.cases, rate, p.failures
+            );
+            let _ = std::io::stderr().flush();
+        } else if p.cases >= last_line + (total / 10).max(1) || p.failures > 0 || p.cases == total {
+            last_line = p.cases;
+            eprintln!(
+                "{} of {total} cases, {rate:.0} steps/s, {} failure(s)",
+                p.cases, p.failures
+            );
+        }
+    };
+    let report = explore(&opts, &mut show);
+    if tty {
+        eprintln!();
+    }
+    println!(
+        "{} cases, {} transitions in {:.1?} ({:.1} cases/s, {:.0} transitions/s)",
+        report.cases,
+        report.steps,
+        report.elapsed,
+        report.cases_per_second(),
+        report.steps_per_second()
+    );
+    if report.failure.is_some() {
+        let path = write_replay(&report, &args.out);
+        println!("{}", failure_report(&report, path.as_deref()));
+        return Ok(ExitCode::from(1));
+    }
+    println!("no invariant broken");
+    Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use brick_harness::machine::{FaultMix, HostKind, ModelState, Topology, Transition, run_case};
+
+    #[test]
+    fn replay_scenarios_parse_with_the_scenario_schema() {
+        // A hand-made case, written as a scenario and parsed back with the real schema.
+        let topology = Topology {
+            protocol: MachineProtocol::Iscsi,
+            hosts: 1,
+            host_kind: HostKind::Single,
+            portals: 1,
+            shared_target: true,
+            reuse_identity: false,
+            flat_addressing: false,
+        };
+        let initial = ModelState::new(topology, FaultMix::default(), 9);
+        let transitions = vec![
+            Transition::Create,
+            Transition::Map { vol: 0, host: 0 },
+            Transition::Attach { vol: 0, host: 0, fault: None },
+            Transition::Detach {
+                vol: 0,
+                host: 0,
+                force: true,
+                device_info: false,
+                fault: None,
+            },
+            Transition::Delete { vol: 0 },
+        ];
+        let case = run_case(&initial, &transitions, false);
+        assert!(case.failure.is_none(), "{}", case.trace());
+        let text = case.scenario("replay-test");
+        let scn = brick_scenarios::parse("replay-test.toml", &text).expect("parses");
+        assert_eq!(scn.name, "replay-test");
+        assert_eq!(scn.steps.len(), 5);
+        brick_scenarios::validate(&scn).expect("validates");
+    }
+}
