@@ -194,6 +194,9 @@ impl<'a> HostFs<'a> {
 
     /// Reads a text attribute, trimmed of surrounding whitespace.
     ///
+    /// An attribute whose device vanished while it was being read (`ENODEV`, `ENXIO`) counts
+    /// as absent, like one that was never there.
+    ///
     /// `Ok(None)` if it does not exist (or a dangling link leads nowhere). Non-UTF-8 bytes,
     /// read errors (`EINVAL` from the kernel, a directory) and oversized files are typed errors.
     pub fn read_attr(&self, path: &HostPath) -> Result<Option<String>, FsError> {
@@ -204,15 +207,18 @@ impl<'a> HostFs<'a> {
         };
         let file = match fs::File::open(&physical) {
             Ok(f) => f,
-            Err(e) if e.kind() == ErrorKind::NotFound || e.kind() == ErrorKind::NotADirectory => {
+            Err(e) if vanished(&e) => {
                 return Ok(None);
             }
             Err(e) => return Err(io_err(e)),
         };
         let mut bytes = Vec::new();
-        file.take(MAX_ATTR_BYTES + 1)
-            .read_to_end(&mut bytes)
-            .map_err(io_err)?;
+        match file.take(MAX_ATTR_BYTES + 1).read_to_end(&mut bytes) {
+            Ok(_) => {}
+            // The device went away between open and read (sysfs answers ENODEV).
+            Err(e) if vanished(&e) => return Ok(None),
+            Err(e) => return Err(io_err(e)),
+        }
         if bytes.len() as u64 > MAX_ATTR_BYTES {
             return Err(FsError::TooLarge { path: path.clone() });
         }
@@ -231,7 +237,7 @@ impl<'a> HostFs<'a> {
         let physical = self.physical_of(path)?;
         let entries = match fs::read_dir(&physical) {
             Ok(e) => e,
-            Err(e) if e.kind() == ErrorKind::NotFound || e.kind() == ErrorKind::NotADirectory => {
+            Err(e) if vanished(&e) => {
                 return Ok(Vec::new());
             }
             Err(source) => {
@@ -265,7 +271,7 @@ impl<'a> HostFs<'a> {
         match fs::symlink_metadata(&physical) {
             Ok(m) if m.file_type().is_symlink() => {}
             Ok(_) => return Ok(None),
-            Err(e) if e.kind() == ErrorKind::NotFound || e.kind() == ErrorKind::NotADirectory => {
+            Err(e) if vanished(&e) => {
                 return Ok(None);
             }
             Err(source) => {
@@ -546,5 +552,29 @@ mod tests {
             }
             let _ = fs.read_attr(&p("/d/l"));
         }
+    }
+}
+
+/// Whether an I/O error means "this path is not there (any more)": missing, a non-directory on
+/// the way, or a sysfs device removed between open and read (`ENODEV`, `ENXIO`).
+fn vanished(e: &std::io::Error) -> bool {
+    const ENXIO: i32 = 6;
+    const ENODEV: i32 = 19;
+    matches!(e.kind(), ErrorKind::NotFound | ErrorKind::NotADirectory)
+        || matches!(e.raw_os_error(), Some(ENXIO | ENODEV))
+}
+
+#[cfg(test)]
+mod vanished_tests {
+    use super::vanished;
+    use std::io::{Error, ErrorKind};
+
+    #[test]
+    fn enodev_and_enxio_count_as_vanished_but_eacces_does_not() {
+        assert!(vanished(&Error::from_raw_os_error(19)));
+        assert!(vanished(&Error::from_raw_os_error(6)));
+        assert!(vanished(&Error::from(ErrorKind::NotFound)));
+        assert!(!vanished(&Error::from_raw_os_error(13)));
+        assert!(!vanished(&Error::from_raw_os_error(22)), "EINVAL is a real read error");
     }
 }
