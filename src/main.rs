@@ -14,6 +14,7 @@ use brick_connectors::{ConnectionProperties, ConnectorConfig, Protocol, RealHost
 mod bench;
 mod check;
 mod explore;
+mod scenario;
 mod serve;
 mod sim;
 mod verify;
@@ -84,6 +85,8 @@ enum Command {
     Explore(explore::ExploreArgs),
     /// Simulator throughput: attach+detach cycles and property cases per second.
     Bench(bench::BenchArgs),
+    /// Scenario files on the simulator or a real target (`brick scenario run FILE...`).
+    Scenario(scenario::ScenarioArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -98,6 +101,8 @@ enum SimCommand {
     },
     /// Lists the built-in scenarios.
     List,
+    /// A simulated array kept in a state file, driven one command at a time (exec-tier tests).
+    Array(scenario::SimArrayArgs),
 }
 
 /// The protocols, spelled as on the command line.
@@ -167,12 +172,14 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Sim { command } => match command {
             SimCommand::Materialize { scenario, out } => sim::materialize(&scenario, &out),
             SimCommand::List => sim::list(),
+            SimCommand::Array(args) => scenario::sim_array(args),
         },
         Command::Check { json } => check::run(json),
         Command::Serve(args) => serve::run(args),
         Command::Verify(args) => verify::run(args),
         Command::Explore(args) => explore::run(args),
         Command::Bench(args) => bench::run(args),
+        Command::Scenario(args) => scenario::run(args),
     }
 }
 

@@ -262,3 +262,127 @@ pub fn needs(scn: &Scenario) -> Vec<brick_harness::Need> {
     out
 }
 
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"schema = 1
+name = "t"
+description = "d"
+
+[[host]]
+name = "compute-1"
+
+[[array]]
+name = "array-1"
+portals = ["10.0.2.2:3260"]
+
+[[step]]
+action = "create"
+volume = "A"
+size_mib = 10
+"#;
+
+    fn err(text: &str) -> String {
+        parse("cat/t.toml", text).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn the_good_file_parses_and_validates() {
+        let scn = parse("cat/t.toml", GOOD).unwrap();
+        validate(&scn).unwrap();
+        assert_eq!(scn.protocol, schema::ProtocolName::Iscsi);
+        assert_eq!(scn.steps[0].size_mib, Some(10));
+    }
+
+    #[test]
+    fn an_unknown_key_names_file_line_and_key() {
+        let e = err(&GOOD.replace("size_mib = 10", "size_mb = 10"));
+        assert!(e.starts_with("cat/t.toml:15:1: "), "{e}");
+        assert!(e.contains("unknown field `size_mb`"), "{e}");
+        assert!(e.contains("size_mib"), "the message lists the known keys: {e}");
+        let e = err(&GOOD.replace("name = \"compute-1\"", "name = \"compute-1\"\nmultipth = true"));
+        assert!(e.starts_with("cat/t.toml:7:1: "), "{e}");
+        assert!(e.contains("unknown field `multipth`"), "{e}");
+    }
+
+    #[test]
+    fn a_missing_field_names_file_line_and_field() {
+        let e = err(&GOOD.replace("description = \"d\"\n", ""));
+        assert!(e.starts_with("cat/t.toml:1:1: "), "{e}");
+        assert!(e.contains("missing field `description`"), "{e}");
+        let e = err(&GOOD.replace("portals = [\"10.0.2.2:3260\"]\n", ""));
+        assert!(e.contains("missing field `portals`"), "{e}");
+        assert!(e.contains("array[0]"), "names the table: {e}");
+        assert!(e.starts_with("cat/t.toml:8:"), "{e}");
+    }
+
+    #[test]
+    fn a_wrong_type_names_file_line_column_and_field() {
+        let e = err(&GOOD.replace("size_mib = 10", "size_mib = \"big\""));
+        assert!(e.starts_with("cat/t.toml:15:12: "), "{e}");
+        assert!(e.contains("step[0].size_mib"), "{e}");
+        assert!(e.contains("invalid type: string \"big\""), "{e}");
+        let e = err(&GOOD.replace("action = \"create\"", "action = \"explode\""));
+        assert!(e.starts_with("cat/t.toml:13:"), "{e}");
+        assert!(e.contains("step[0].action") && e.contains("explode"), "{e}");
+        let e = err(&GOOD.replace("protocol", "x").replace("schema = 1\n", "schema = 1\nprotocol = \"iscsi-tcp\"\n"));
+        assert!(e.contains("protocol") && e.contains("iscsi-tcp"), "{e}");
+    }
+
+    #[test]
+    fn bad_toml_and_schema_versions_are_located() {
+        let e = err(&GOOD.replace("volume = \"A\"", "volume = \"A"));
+        assert!(e.starts_with("cat/t.toml:14:"), "{e}");
+        let e = err(&GOOD.replace("schema = 1", "schema = 2"));
+        assert!(e.starts_with("cat/t.toml:1:1: schema: 2 is not supported"), "{e}");
+    }
+
+    #[test]
+    fn references_are_validated() {
+        let bad = |from: &str, to: &str| {
+            let scn = parse("t", &GOOD.replace(from, to)).unwrap();
+            validate(&scn).unwrap_err().to_string()
+        };
+        assert!(bad("volume = \"A\"\n", "volume = \"A\"\nhost = \"nope\"\n").contains("unknown host `nope`"));
+        assert!(bad("action = \"create\"", "action = \"migrate\"").contains("`from` and `to`"));
+        assert!(bad("action = \"create\"", "action = \"reuse\"").contains("`of`"));
+        assert!(
+            bad("size_mib = 10", "expect = { violations = [\"leak\"] }").contains("unknown property `leak`")
+        );
+        assert!(
+            bad("size_mib = 10", "expect = { orphans = [\"ghost\"] }").contains("unknown orphan reason")
+        );
+        assert!(bad("action = \"create\"\nvolume = \"A\"", "action = \"fault\"\nfault = \"meteor\"").contains("unknown fault `meteor`"));
+    }
+
+    #[test]
+    fn needs_follow_from_hosts_arrays_steps_and_requires() {
+        use brick_harness::Need;
+        let builtin = builtin().unwrap();
+        let by = |n: &str| builtin.iter().find(|s| s.name == n).unwrap();
+        let n = needs(by("iscsi-live-migration"));
+        assert!(n.contains(&Need::Hosts(2)) && n.contains(&Need::SharedIqn), "{n:?}");
+        let n = needs(by("iscsi-multipath-path-down-detach"));
+        assert!(n.contains(&Need::Multipath), "{n:?}");
+        assert!(n.iter().any(|x| matches!(x, Need::Simulator(w) if w.contains("path-down"))), "{n:?}");
+        let n = needs(by("iscsi-lun-reuse-same-identity"));
+        assert!(n.contains(&Need::LunReuse("same-identity".into())), "{n:?}");
+        let n = needs(by("iscsi-single-attach-detach"));
+        assert_eq!(n, vec![Need::Protocol("iscsi".into()), Need::Hosts(1)]);
+    }
+
+    #[test]
+    fn the_builtin_catalogue_is_valid_and_large_enough() {
+        let all = builtin().unwrap();
+        assert!(all.len() >= 15, "{}", all.len());
+        let mut names: Vec<&str> = all.iter().map(|s| s.name.as_str()).collect();
+        for s in &all {
+            validate(s).unwrap();
+        }
+        names.sort();
+        names.dedup();
+        assert_eq!(names.len(), all.len(), "scenario names are unique");
+    }
+}

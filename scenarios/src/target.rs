@@ -61,5 +61,10 @@ pub fn run_scenario(scn: &Scenario, target: Option<&TargetFile>) -> Result<Outco
         .filter(|d| !d.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
     let mut exec = ExecTarget::new(tf.spec.clone(), dir, &scn.name, &host.name, host.multipath)?;
-    crate::run_on(scn, &mut exec)
+    let outcome = crate::run_on(scn, &mut exec);
+    // Leave the operator's array and host as we found them, whatever happened.
+    for note in exec.cleanup() {
+        tracing::info!(scenario = %scn.name, "{note}");
+    }
+    outcome
 }

@@ -11,6 +11,10 @@
 //! - sd: `disk/by-path/ip-<ip>:<port>-iscsi-<iqn>-lun-<lun>`, `disk/by-id/scsi-3<naa>`,
 //!   `disk/by-id/wwn-0x<naa>`, `disk/by-id/scsi-S<vendor>_<model>_<serial>`,
 //!   `disk/by-diskseq/<n>`, `block/<maj>:<min>`.
+//! - FC sd: `disk/by-path/[platform-<dev>-]pci-<pci>-fc-0x<target port_name>-lun-<lun>` instead
+//!   of the iSCSI by-path name (see `fc`).
+//! - NVMe (visible disks only): `disk/by-id/nvme-<wwid>`, `nvme-<model>_<serial>[_<nsid>]`,
+//!   `disk/by-diskseq/<n>`, `block/259:<m>`; no by-path link (see `nvme::sysfs`).
 //! - dm-multipath: `mapper/<name>`, `disk/by-id/dm-name-<name>`,
 //!   `disk/by-id/dm-uuid-mpath-<wwid>`, and `scsi-<wwid>` / `wwn-0x<naa>` with a higher link
 //!   priority, so they point at the map while it exists and fall back to an sd after.

@@ -623,6 +623,11 @@ impl ModelState {
         let late = fault == Some(AttachFault::UdevLate);
         let portals = self.topology.portals;
         let previous = self.attachments.get(&(h, v)).copied();
+        let existed = |s: &Self, d: AttachedDev| match d {
+            AttachedDev::Sd(k) => s.devices.contains_key(&k),
+            AttachedDev::Dm(i) => s.dms.contains(&(h, i)),
+        };
+        let kept = previous.is_some_and(|a| existed(self, a.dev));
         let result = if self.connector_multipath() {
             self.attach_multipath(h, tgt, lun, portals, lost, late)
         } else {
@@ -635,7 +640,8 @@ impl ModelState {
                 self.outcome = Outcome::Attached {
                     dev,
                     wwn,
-                    again: previous.is_some_and(|a| a.dev == dev && a.lun == lun && a.tgt == tgt),
+                    again: kept
+                        && previous.is_some_and(|a| a.dev == dev && a.lun == lun && a.tgt == tgt),
                 };
             }
             None => {

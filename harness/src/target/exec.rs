@@ -352,6 +352,29 @@ impl ExecTarget {
         })
     }
 
+    /// Best-effort cleanup after a scenario: force-detaches what is still attached, then
+    /// unmaps and deletes every volume the scenario created (errors ignored: a volume the
+    /// scenario already deleted fails to delete again). Returns what it did, one line each.
+    pub fn cleanup(&mut self) -> Vec<String> {
+        let mut notes = Vec::new();
+        let host = self.host_name.clone();
+        let attached: Vec<String> = self.attached.keys().cloned().collect();
+        for v in attached {
+            let opts = DisconnectOptions {
+                force: true,
+                ignore_errors: true,
+            };
+            let r = Target::detach(self, &v, &host, opts, true);
+            notes.push(format!("force-detach {v}: {}", r.map_or_else(|e| e.to_string(), |()| "ok".into())));
+        }
+        for v in std::mem::take(&mut self.created) {
+            let unmap = self.run("unmap", &v, 0).is_ok();
+            let delete = self.run("delete", &v, 0).is_ok();
+            notes.push(format!("cleanup {v}: unmap {unmap}, delete {delete}"));
+        }
+        notes
+    }
+
     /// The name a scenario volume has on the array.
     pub fn array_name(&self, volume: &str) -> String {
         format!("{}{}-{volume}", self.spec.volume_prefix, self.scenario)

@@ -107,9 +107,11 @@ fn hbas_are_scsi_hosts_with_fc_host_attributes() {
 #[test]
 fn rports_for_targets_and_for_other_initiators() {
     let (mut w, h, _, _) = fabric(false);
-    let h2 = w.add_host(
-        HostSpec::new("fc2").with_fc_hba(FcHbaSpec::new(OTHER_HOST_HBA, "a", "0000:05:00.2")),
-    );
+    let h2 = w.add_host(HostSpec::new("fc2").with_fc_hba(FcHbaSpec::new(
+        OTHER_HOST_HBA,
+        "a",
+        "0000:05:00.2",
+    )));
     w.zone(HBA1, OTHER_HOST_HBA).unwrap();
     let hbas = w.hbas(h);
     let host0 = &hbas[0];
@@ -207,13 +209,14 @@ fn fc_transport_lists_only_targets_with_luns() {
     assert_eq!(d.len(), 1);
     assert_eq!(d[0].hctl.as_deref(), Some("0:0:0:1"));
     assert_eq!(d[0].backing, Some(v));
+    assert!(d[0].links.contains(&format!(
+        "/dev/disk/by-id/scsi-{}",
+        w.volume(v).unwrap().wwid
+    )));
     assert!(
         d[0].links
-            .contains(&format!("/dev/disk/by-id/scsi-{}", w.volume(v).unwrap().wwid))
+            .contains(&"/dev/disk/by-path/pci-0000:05:00.2-fc-0x514f0c50023f6c00-lun-1".to_owned())
     );
-    assert!(d[0].links.contains(
-        &"/dev/disk/by-path/pci-0000:05:00.2-fc-0x514f0c50023f6c00-lun-1".to_owned()
-    ));
 }
 
 #[test]
@@ -307,13 +310,16 @@ fn hba_path_ids(#[case] path: &str, #[case] id: &str) {
 #[case(16385, "lun-0x4001000000000000")]
 fn fc_by_path_lun_formats(#[case] lun: u64, #[case] suffix: &str) {
     assert_eq!(
-        fc_by_path_name("pci0000:00/0000:00:03.0/0000:05:00.2", 0x1234_5678_9012_3456, lun),
+        fc_by_path_name(
+            "pci0000:00/0000:00:03.0/0000:05:00.2",
+            0x1234_5678_9012_3456,
+            lun
+        ),
         format!("pci-0000:05:00.2-fc-0x1234567890123456-{suffix}")
     );
     // port_name is printed 0x%llx: no zero padding.
     assert!(
-        fc_by_path_name("pci0000:00/0000:00:03.0/0000:05:00.2", 0x0123, lun)
-            .contains("-fc-0x123-")
+        fc_by_path_name("pci0000:00/0000:00:03.0/0000:05:00.2", 0x0123, lun).contains("-fc-0x123-")
     );
 }
 
@@ -399,8 +405,17 @@ fn hba_linkdown_blocks_then_loses_devices_and_comes_back() {
     w.map_volume(v, h).unwrap();
     scan(&mut w, 0, "0 0 1");
     let bypath = "/dev/disk/by-path/pci-0000:05:00.2-fc-0x514f0c50023f6c00-lun-1";
-    assert_eq!(run(&mut w, h, &["dd", &format!("if={bypath}"), "of=/dev/null", "count=1"]).status, 0);
-    w.set_hba_port_state(h, HBA1, FcPortState::Linkdown).unwrap();
+    assert_eq!(
+        run(
+            &mut w,
+            h,
+            &["dd", &format!("if={bypath}"), "of=/dev/null", "count=1"]
+        )
+        .status,
+        0
+    );
+    w.set_hba_port_state(h, HBA1, FcPortState::Linkdown)
+        .unwrap();
     let t = w.tree(h);
     assert_eq!(
         read(&t, "/sys/class/fc_host/host0/port_state").as_deref(),
@@ -414,7 +429,15 @@ fn hba_linkdown_blocks_then_loses_devices_and_comes_back() {
         read(&t, "/sys/class/scsi_device/0:0:0:1/device/state").as_deref(),
         Some("blocked\n")
     );
-    assert_ne!(run(&mut w, h, &["dd", &format!("if={bypath}"), "of=/dev/null", "count=1"]).status, 0);
+    assert_ne!(
+        run(
+            &mut w,
+            h,
+            &["dd", &format!("if={bypath}"), "of=/dev/null", "count=1"]
+        )
+        .status,
+        0
+    );
     // Scans do nothing while the link is down (no settle: that would run dev_loss_tmo out).
     w.write_control(h, "/sys/class/scsi_host/host0/scan", "- - -")
         .unwrap();
@@ -426,7 +449,8 @@ fn hba_linkdown_blocks_then_loses_devices_and_comes_back() {
     assert_eq!(w.host_devices(h).len(), 1);
     assert_eq!(w.hbas(h)[0].rports[0].state, FcPortState::Online);
     // Down for longer than dev_loss_tmo: the device goes, the rport stays Not Present.
-    w.set_hba_port_state(h, HBA1, FcPortState::Linkdown).unwrap();
+    w.set_hba_port_state(h, HBA1, FcPortState::Linkdown)
+        .unwrap();
     w.advance(Duration::from_secs(31));
     w.settle();
     assert!(w.host_devices(h).is_empty());
@@ -441,7 +465,10 @@ fn hba_linkdown_blocks_then_loses_devices_and_comes_back() {
     // Link back: the binding keeps target id 0 and the rport number.
     w.set_hba_port_state(h, HBA1, FcPortState::Online).unwrap();
     let r = &w.hbas(h)[0].rports[0];
-    assert_eq!((r.name.as_str(), r.scsi_target_id, r.state), ("rport-0:0-0", 0, FcPortState::Online));
+    assert_eq!(
+        (r.name.as_str(), r.scsi_target_id, r.state),
+        ("rport-0:0-0", 0, FcPortState::Online)
+    );
     assert!(w.set_hba_port_state(h, 0x42, FcPortState::Online).is_err());
 }
 
@@ -457,7 +484,10 @@ fn unzoning_removes_the_target_after_dev_loss() {
     w.advance(Duration::from_secs(30));
     w.settle();
     assert!(w.host_devices(h).is_empty());
-    assert_eq!(w.unzone(HBA1, A1), Err(SimError::NotZoned { a: HBA1, b: A1 }));
+    assert_eq!(
+        w.unzone(HBA1, A1),
+        Err(SimError::NotZoned { a: HBA1, b: A1 })
+    );
 }
 
 #[test]
@@ -479,7 +509,10 @@ fn multipath_over_two_hbas_and_scsi_id() {
             "../../../../pci0000:00/0000:00:03.0/0000:05:00.3/host1/rport-1:0-0/target1:0:0/1:0:0:1/block/sdb"
         )
     );
-    assert!(t.resolve("/sys/devices/virtual/block/dm-0/slaves/sdb/dev").is_some());
+    assert!(
+        t.resolve("/sys/devices/virtual/block/dm-0/slaves/sdb/dev")
+            .is_some()
+    );
     let out = run(
         &mut w,
         h,

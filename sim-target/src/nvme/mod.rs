@@ -767,8 +767,7 @@ impl World {
                 let Some(s) = k.subsystems.get(&subsys) else {
                     return;
                 };
-                let hi = (1..).find(|i| !s.heads.contains_key(i)).unwrap_or(u32::MAX);
-                hi
+                (1..).find(|i| !s.heads.contains_key(i)).unwrap_or(u32::MAX)
             }
         };
         let ns = PathNs {

@@ -77,7 +77,18 @@ fn connect(w: &mut World, h: HostId, port: u16) -> ExecOutput {
     let out = run(
         w,
         h,
-        &["nvme", "connect", "-t", "tcp", "-a", "127.0.0.1", "-s", &p, "-n", NQN],
+        &[
+            "nvme",
+            "connect",
+            "-t",
+            "tcp",
+            "-a",
+            "127.0.0.1",
+            "-s",
+            &p,
+            "-n",
+            NQN,
+        ],
     );
     w.settle();
     out
@@ -146,7 +157,13 @@ fn compare(w: &World, h: HostId, v: VolumeId, capture: &str) -> Vec<String> {
                     problems.push(format!("{path}: link {s} (real {})", fix(target)));
                 }
             }
-            (Entry::File { mode, content }, Node::File { mode: m, content: c }) => {
+            (
+                Entry::File { mode, content },
+                Node::File {
+                    mode: m,
+                    content: c,
+                },
+            ) => {
                 if mode != m {
                     problems.push(format!("{path}: mode {m:o} (real {mode:o})"));
                 }
@@ -161,15 +178,32 @@ fn compare(w: &World, h: HostId, v: VolumeId, capture: &str) -> Vec<String> {
                     ));
                 }
             }
-            (Entry::Block { major, minor, mode }, Node::Block { major: a, minor: b, mode: m })
-            | (Entry::Char { major, minor, mode }, Node::Char { major: a, minor: b, mode: m }) => {
+            (
+                Entry::Block { major, minor, mode },
+                Node::Block {
+                    major: a,
+                    minor: b,
+                    mode: m,
+                },
+            )
+            | (
+                Entry::Char { major, minor, mode },
+                Node::Char {
+                    major: a,
+                    minor: b,
+                    mode: m,
+                },
+            ) => {
                 if (major, minor, mode) != (a, b, m) {
-                    problems.push(format!("{path}: {a}:{b} {m:o} (real {major}:{minor} {mode:o})"));
+                    problems.push(format!(
+                        "{path}: {a}:{b} {m:o} (real {major}:{minor} {mode:o})"
+                    ));
                 }
             }
             _ => problems.push(format!("{path}: type differs")),
         }
     }
+    assert!(seen.len() >= 5, "{capture}: nothing compared");
     for (path, _) in t.iter() {
         if in_scope(path) && !seen.contains(path) {
             problems.push(format!("extra {path}"));
@@ -211,11 +245,17 @@ fn connect_delete_layout_matches_the_captures() {
     );
     let out = connect(&mut w, h, 4420);
     assert_eq!((out.status, out.stdout.as_str()), (0, "device: nvme0\n"));
-    assert_eq!(compare(&w, h, v, "nvme-tcp-1ctrl.txt"), Vec::<String>::new());
+    assert_eq!(
+        compare(&w, h, v, "nvme-tcp-1ctrl.txt"),
+        Vec::<String>::new()
+    );
     check_commands(&mut w, h, v, "nvme-tcp-1ctrl.txt");
 
     assert_eq!(connect(&mut w, h, 4421).stdout, "device: nvme1\n");
-    assert_eq!(compare(&w, h, v, "nvme-tcp-2ctrl.txt"), Vec::<String>::new());
+    assert_eq!(
+        compare(&w, h, v, "nvme-tcp-2ctrl.txt"),
+        Vec::<String>::new()
+    );
     check_commands(&mut w, h, v, "nvme-tcp-2ctrl.txt");
     let d = w.host_devices(h);
     assert_eq!(d.len(), 1, "hidden path disks are not devices of their own");
@@ -233,11 +273,9 @@ fn connect_delete_layout_matches_the_captures() {
     );
     check_commands(&mut w, h, v, "nvme-after-delete-1of2.txt");
 
-    let (serial, uuid) = ids(&w, h, v);
     w.write_control(h, "/sys/class/nvme/nvme0/delete_controller", "1")
         .unwrap();
     w.settle();
-    let _ = (serial, uuid);
     assert_eq!(
         compare(&w, h, v, "nvme-after-delete.txt"),
         Vec::<String>::new()
@@ -263,15 +301,40 @@ fn already_connected_and_connect_failures() {
     let bad = run(
         &mut w,
         h,
-        &["nvme", "connect", "-t", "tcp", "-a", "127.0.0.1", "-s", "4421", "-n", "nqn.x:none"],
+        &[
+            "nvme",
+            "connect",
+            "-t",
+            "tcp",
+            "-a",
+            "127.0.0.1",
+            "-s",
+            "4421",
+            "-n",
+            "nqn.x:none",
+        ],
     );
     assert_eq!(bad.status, 1);
     let other = run(
         &mut w,
         h,
         &[
-            "nvme", "connect", "-t", "tcp", "-a", "127.0.0.1", "-s", "4421", "-n", NQN, "-Q",
-            "128", "-l", "-1", "-q", "nqn.2014-08.org.nvmexpress:uuid:other",
+            "nvme",
+            "connect",
+            "-t",
+            "tcp",
+            "-a",
+            "127.0.0.1",
+            "-s",
+            "4421",
+            "-n",
+            NQN,
+            "-Q",
+            "128",
+            "-l",
+            "-1",
+            "-q",
+            "nqn.2014-08.org.nvmexpress:uuid:other",
         ],
     );
     assert_eq!(other.status, 1, "{other:?}");
@@ -281,8 +344,22 @@ fn already_connected_and_connect_failures() {
         &mut w,
         h,
         &[
-            "nvme", "connect", "-a", "127.0.0.1", "-s", "4421", "-t", "tcp", "-n", NQN, "-Q",
-            "128", "-l", "-1", "-q", HOSTNQN,
+            "nvme",
+            "connect",
+            "-a",
+            "127.0.0.1",
+            "-s",
+            "4421",
+            "-t",
+            "tcp",
+            "-n",
+            NQN,
+            "-Q",
+            "128",
+            "-l",
+            "-1",
+            "-q",
+            HOSTNQN,
         ],
     );
     assert_eq!(ok.status, 0, "{ok:?}");
@@ -293,9 +370,15 @@ fn already_connected_and_connect_failures() {
     );
     assert_eq!(run(&mut w, h, &["nvme", "bogus"]).status, 1);
     let disc = run(&mut w, h, &["nvme", "disconnect", "-d", "/dev/nvme7"]);
-    assert_eq!((disc.status, disc.stderr.as_str()), (1, "Did not find device nvme7\n"));
+    assert_eq!(
+        (disc.status, disc.stderr.as_str()),
+        (1, "Did not find device nvme7\n")
+    );
     let disc = run(&mut w, h, &["nvme", "disconnect", "-n", NQN]);
-    assert_eq!(disc.stdout, format!("NQN:{NQN} disconnected 2 controller(s)\n"));
+    assert_eq!(
+        disc.stdout,
+        format!("NQN:{NQN} disconnected 2 controller(s)\n")
+    );
     w.settle();
     assert!(w.host_devices(h).is_empty());
 }
@@ -323,7 +406,9 @@ fn address_with_and_without_src_addr() {
     let out = run(
         &mut w2,
         h2,
-        &["nvme", "connect", "-t", "tcp", "-a", "10.0.0.1", "-s", "4420", "-n", &m.iqn],
+        &[
+            "nvme", "connect", "-t", "tcp", "-a", "10.0.0.1", "-s", "4420", "-n", &m.iqn,
+        ],
     );
     assert_eq!(out.status, 0, "{out:?}");
     let t = w2.tree(h2);
@@ -333,7 +418,13 @@ fn address_with_and_without_src_addr() {
     );
     assert_eq!(
         read(&t, "/sys/class/nvme-fabrics/ctl/nvme0/hostnqn").as_deref(),
-        Some(format!("{}\n", w2.host_spec(h2).unwrap().nvme.as_ref().unwrap().hostnqn).as_str())
+        Some(
+            format!(
+                "{}\n",
+                w2.host_spec(h2).unwrap().nvme.as_ref().unwrap().hostnqn
+            )
+            .as_str()
+        )
     );
 }
 
@@ -438,15 +529,24 @@ fn without_aen_a_reused_nsid_keeps_the_old_identity_until_two_rescans() {
     // Cross-talk: it says v1, it reaches v2.
     assert_eq!(d[0].reported_wwid, w.volume(v1).unwrap().wwid);
     assert_eq!(d[0].backing, Some(v2));
-    assert_eq!(run(&mut w, h, &["nvme", "ns-rescan", "/dev/nvme0"]).status, 0);
+    assert_eq!(
+        run(&mut w, h, &["nvme", "ns-rescan", "/dev/nvme0"]).status,
+        0
+    );
     w.settle();
     assert!(w.host_devices(h).is_empty(), "changed ids: removed first");
-    assert_eq!(run(&mut w, h, &["nvme", "ns-rescan", "/dev/nvme0"]).status, 0);
+    assert_eq!(
+        run(&mut w, h, &["nvme", "ns-rescan", "/dev/nvme0"]).status,
+        0
+    );
     w.settle();
     let d = w.host_devices(h);
     assert_eq!(d[0].reported_wwid, w.volume(v2).unwrap().wwid);
     assert_eq!(d[0].backing, Some(v2));
-    assert_eq!(run(&mut w, h, &["nvme", "ns-rescan", "/dev/nvme5"]).status, 1);
+    assert_eq!(
+        run(&mut w, h, &["nvme", "ns-rescan", "/dev/nvme5"]).status,
+        1
+    );
 }
 
 #[test]
@@ -466,7 +566,9 @@ fn head_instance_is_not_the_nsid() {
     let out = run(
         &mut w,
         h2,
-        &["nvme", "connect", "-t", "tcp", "-a", "10.0.0.1", "-s", "4420", "-n", "nqn.x:s"],
+        &[
+            "nvme", "connect", "-t", "tcp", "-a", "10.0.0.1", "-s", "4420", "-n", "nqn.x:s",
+        ],
     );
     assert_eq!(out.status, 0);
     w.settle();
@@ -474,7 +576,12 @@ fn head_instance_is_not_the_nsid() {
     assert_eq!(read(&t, "/sys/block/nvme0n1/nsid").as_deref(), Some("2\n"));
     let j = run(&mut w, h2, &["nvme", "id-ns", "-o", "json", "/dev/nvme0n1"]);
     assert!(j.stdout.contains("\"nsze\":2097152"), "{}", j.stdout);
-    assert!(j.stdout.contains("\"lbafs\":[\n    {\n      \"ms\":0,\n      \"ds\":9"), "{}", j.stdout);
+    assert!(
+        j.stdout
+            .contains("\"lbafs\":[\n    {\n      \"ms\":0,\n      \"ds\":9"),
+        "{}",
+        j.stdout
+    );
     assert_eq!(
         run(&mut w, h2, &["blockdev", "--getsize64", "/dev/nvme0n1"]).stdout,
         "1073741824\n"
@@ -497,19 +604,46 @@ fn multipath_off_gives_one_disk_per_controller() {
         link(&t, "/sys/block/nvme1n1").as_deref(),
         Some("../devices/virtual/nvme-fabrics/ctl/nvme1/nvme1n1")
     );
-    assert_eq!(read(&t, "/sys/block/nvme1n1/dev").as_deref(), Some("259:1\n"));
-    assert_eq!(read(&t, "/sys/block/nvme1n1/hidden").as_deref(), Some("0\n"));
+    assert_eq!(
+        read(&t, "/sys/block/nvme1n1/dev").as_deref(),
+        Some("259:1\n")
+    );
+    assert_eq!(
+        read(&t, "/sys/block/nvme1n1/hidden").as_deref(),
+        Some("0\n")
+    );
     assert!(t.get("/sys/block/nvme1n1/ana_state").is_none());
-    assert!(matches!(t.get("/dev/nvme1n1"), Some(Node::Block { major: 259, minor: 1, .. })));
-    assert!(matches!(t.get("/dev/ng1n1"), Some(Node::Char { major: 245, minor: 1, .. })));
+    assert!(matches!(
+        t.get("/dev/nvme1n1"),
+        Some(Node::Block {
+            major: 259,
+            minor: 1,
+            ..
+        })
+    ));
+    assert!(matches!(
+        t.get("/dev/ng1n1"),
+        Some(Node::Char {
+            major: 245,
+            minor: 1,
+            ..
+        })
+    ));
     assert_eq!(
         link(&t, "/sys/class/nvme-generic/ng1n1").as_deref(),
         Some("../../devices/virtual/nvme-fabrics/ctl/nvme1/ng1n1")
     );
-    assert!(t.get("/sys/devices/virtual/nvme-subsystem/nvme-subsys0/nvme0n1").is_none());
+    assert!(
+        t.get("/sys/devices/virtual/nvme-subsystem/nvme-subsys0/nvme0n1")
+            .is_none()
+    );
     assert!(w.host_devices(h).iter().all(|d| d.backing == Some(v)));
     let list = run(&mut w, h, &["nvme", "list"]);
-    assert!(list.stdout.contains("/dev/nvme1n1          /dev/ng1n1"), "{}", list.stdout);
+    assert!(
+        list.stdout.contains("/dev/nvme1n1          /dev/ng1n1"),
+        "{}",
+        list.stdout
+    );
 }
 
 #[test]
@@ -533,7 +667,9 @@ fn subsystem_keeps_its_instance_after_its_first_controller_goes() {
     let out = run(
         &mut w,
         h,
-        &["nvme", "connect", "-t", "tcp", "-a", "10.0.0.9", "-s", "4420", "-n", "nqn.x:b"],
+        &[
+            "nvme", "connect", "-t", "tcp", "-a", "10.0.0.9", "-s", "4420", "-n", "nqn.x:b",
+        ],
     );
     assert_eq!(out.stdout, "device: nvme2\n");
     w.settle();
@@ -572,16 +708,30 @@ fn controller_stuck_connecting_fails_io_and_new_connects() {
     // The namespace stays (queued I/O), but reads fail.
     assert_eq!(w.host_devices(h).len(), 1);
     assert_ne!(
-        run(&mut w, h, &["dd", "if=/dev/nvme0n1", "of=/dev/null", "count=1"]).status,
+        run(
+            &mut w,
+            h,
+            &["dd", "if=/dev/nvme0n1", "of=/dev/null", "count=1"]
+        )
+        .status,
         0
     );
-    assert!(run(&mut w, h, &["nvme", "list-subsys"]).stdout.contains(" connecting "));
+    assert!(
+        run(&mut w, h, &["nvme", "list-subsys"])
+            .stdout
+            .contains(" connecting ")
+    );
     // The same portal again: already connected; nvme connect through another down port fails.
     assert_eq!(connect(&mut w, h, 4420).status, 1);
     w.clear_fault(&down);
     assert_eq!(w.controllers(h)[0].state, CtrlState::Live);
     assert_eq!(
-        run(&mut w, h, &["dd", "if=/dev/nvme0n1", "of=/dev/null", "count=1"]).status,
+        run(
+            &mut w,
+            h,
+            &["dd", "if=/dev/nvme0n1", "of=/dev/null", "count=1"]
+        )
+        .status,
         0
     );
 }
@@ -628,13 +778,19 @@ fn hostnqn_files_and_cli_basics() {
         t.read("/etc/nvme/hostnqn"),
         Some(format!("{HOSTNQN}\n").as_bytes())
     );
-    assert_eq!(t.read("/etc/nvme/hostid"), Some(format!("{HOSTID}\n").as_bytes()));
+    assert_eq!(
+        t.read("/etc/nvme/hostid"),
+        Some(format!("{HOSTID}\n").as_bytes())
+    );
     let uuid = read(&t, "/sys/class/dmi/id/product_uuid").unwrap();
     assert_eq!(
         run(&mut w, h, &["nvme", "gen-hostnqn"]).stdout,
         format!("nqn.2014-08.org.nvmexpress:uuid:{uuid}")
     );
-    assert_eq!(run(&mut w, h, &["nvme", "show-hostnqn"]).stdout, format!("{HOSTNQN}\n"));
+    assert_eq!(
+        run(&mut w, h, &["nvme", "show-hostnqn"]).stdout,
+        format!("{HOSTNQN}\n")
+    );
     assert_eq!(run(&mut w, h, &["nvme", "version"]).status, 0);
     // A host without nvme-cli.
     let bare = w.add_host(HostSpec::new("bare"));
