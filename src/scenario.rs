@@ -107,7 +107,10 @@ pub(crate) fn run(args: ScenarioArgs) -> Result<ExitCode> {
         let row = match run_scenario(&scn, target.as_ref()) {
             Ok(outcome) => {
                 let replay = if target.is_none() {
-                    format!("{replay}   (host trees: brick sim materialize {file} --out /tmp/{})", scn.name)
+                    format!(
+                        "{replay}   (host trees: brick sim materialize {file} --out /tmp/{})",
+                        scn.name
+                    )
                 } else {
                     replay
                 };

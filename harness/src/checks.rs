@@ -58,6 +58,24 @@ impl fmt::Display for Violation {
     }
 }
 
+/// The paths through which a device is reported as a volume path, by the rules of
+/// `get_volume_paths`: the `/dev/disk/by-path` links of a SCSI disk (iSCSI, FC), or the
+/// namespace's own node for NVMe-oF (which has no by-path links). dm maps and hidden NVMe
+/// per-path nodes are never volume paths of their own.
+fn volume_paths_of(dev: &brick_sim_target::DeviceTruth) -> Vec<String> {
+    if dev.name.starts_with("sd") {
+        dev.links
+            .iter()
+            .filter(|l| l.starts_with("/dev/disk/by-path/"))
+            .cloned()
+            .collect()
+    } else if dev.name.starts_with("nvme") && !dev.name.contains('c') {
+        vec![format!("/dev/{}", dev.name)]
+    } else {
+        Vec::new()
+    }
+}
+
 pub(crate) fn check_lab(lab: &Lab) -> Vec<Violation> {
     let names = lab.volumes_by_id();
     let mut out = Vec::new();
@@ -124,12 +142,10 @@ pub(crate) fn check_lab(lab: &Lab) -> Vec<Violation> {
                     ),
                 )),
                 (_, Some(b)) => {
-                    if dev.name.starts_with("sd") {
-                        really_leads_to
-                            .entry(b.clone())
-                            .or_default()
-                            .extend(dev.links.iter().filter(|l| l.starts_with("/dev/disk/by-path/")).cloned());
-                    }
+                    really_leads_to
+                        .entry(b.clone())
+                        .or_default()
+                        .extend(volume_paths_of(dev));
                 }
             }
         }
@@ -255,10 +271,7 @@ pub fn check_host_view(
             let Some(link) = dir.join(&name).ok() else {
                 continue;
             };
-            let dev = fs
-                .realpath(&link)
-                .ok()
-                .map(|p| p.file_name().to_owned());
+            let dev = fs.realpath(&link).ok().map(|p| p.file_name().to_owned());
             let wwid = dev.and_then(|d| identity_of.get(&d).cloned());
             by_path.push((link.as_str().to_owned(), wwid));
         }

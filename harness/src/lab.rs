@@ -183,6 +183,17 @@ impl Lab {
         Ok(())
     }
 
+    /// Zones every FC HBA of `host` with every target port of `array` (FC arrays only).
+    pub fn zone(&mut self, host: &str, array: &str) -> Result<(), LabError> {
+        let hid = self.host_id(host)?;
+        let aid = *self.arrays.get(array).ok_or_else(|| LabError::Unknown {
+            kind: "array",
+            name: array.to_owned(),
+        })?;
+        lock(&self.world).zone_host_to_array(hid, aid)?;
+        self.sync_all()
+    }
+
     fn host(&self, name: &str) -> Result<&LabHost, LabError> {
         self.hosts
             .iter()

@@ -9,11 +9,11 @@
 
 pub mod error;
 pub mod faults;
+pub mod report;
 pub mod runner;
 pub mod schema;
 pub mod snapshot;
 pub mod target;
-pub mod report;
 
 mod builtin {
     include!(concat!(env!("OUT_DIR"), "/builtin.rs"));
@@ -164,7 +164,9 @@ pub fn validate(scn: &Scenario) -> Result<(), ScenarioError> {
             }
         }
         if step.action == A::Reuse && step.of.is_none() {
-            return Err(at("`reuse` needs `of` (the deleted volume whose LUN it takes)".into()));
+            return Err(at(
+                "`reuse` needs `of` (the deleted volume whose LUN it takes)".into(),
+            ));
         }
         if let Some(a) = &step.array
             && !scn.arrays.iter().any(|d| &d.name == a)
@@ -262,7 +264,6 @@ pub fn needs(scn: &Scenario) -> Vec<brick_harness::Need> {
     out
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -301,8 +302,14 @@ size_mib = 10
         let e = err(&GOOD.replace("size_mib = 10", "size_mb = 10"));
         assert!(e.starts_with("cat/t.toml:15:1: "), "{e}");
         assert!(e.contains("unknown field `size_mb`"), "{e}");
-        assert!(e.contains("size_mib"), "the message lists the known keys: {e}");
-        let e = err(&GOOD.replace("name = \"compute-1\"", "name = \"compute-1\"\nmultipth = true"));
+        assert!(
+            e.contains("size_mib"),
+            "the message lists the known keys: {e}"
+        );
+        let e = err(&GOOD.replace(
+            "name = \"compute-1\"",
+            "name = \"compute-1\"\nmultipth = true",
+        ));
         assert!(e.starts_with("cat/t.toml:7:1: "), "{e}");
         assert!(e.contains("unknown field `multipth`"), "{e}");
     }
@@ -327,7 +334,9 @@ size_mib = 10
         let e = err(&GOOD.replace("action = \"create\"", "action = \"explode\""));
         assert!(e.starts_with("cat/t.toml:13:"), "{e}");
         assert!(e.contains("step[0].action") && e.contains("explode"), "{e}");
-        let e = err(&GOOD.replace("protocol", "x").replace("schema = 1\n", "schema = 1\nprotocol = \"iscsi-tcp\"\n"));
+        let e = err(&GOOD
+            .replace("protocol", "x")
+            .replace("schema = 1\n", "schema = 1\nprotocol = \"iscsi-tcp\"\n"));
         assert!(e.contains("protocol") && e.contains("iscsi-tcp"), "{e}");
     }
 
@@ -336,7 +345,10 @@ size_mib = 10
         let e = err(&GOOD.replace("volume = \"A\"", "volume = \"A"));
         assert!(e.starts_with("cat/t.toml:14:"), "{e}");
         let e = err(&GOOD.replace("schema = 1", "schema = 2"));
-        assert!(e.starts_with("cat/t.toml:1:1: schema: 2 is not supported"), "{e}");
+        assert!(
+            e.starts_with("cat/t.toml:1:1: schema: 2 is not supported"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -345,16 +357,27 @@ size_mib = 10
             let scn = parse("t", &GOOD.replace(from, to)).unwrap();
             validate(&scn).unwrap_err().to_string()
         };
-        assert!(bad("volume = \"A\"\n", "volume = \"A\"\nhost = \"nope\"\n").contains("unknown host `nope`"));
+        assert!(
+            bad("volume = \"A\"\n", "volume = \"A\"\nhost = \"nope\"\n")
+                .contains("unknown host `nope`")
+        );
         assert!(bad("action = \"create\"", "action = \"migrate\"").contains("`from` and `to`"));
         assert!(bad("action = \"create\"", "action = \"reuse\"").contains("`of`"));
         assert!(
-            bad("size_mib = 10", "expect = { violations = [\"leak\"] }").contains("unknown property `leak`")
+            bad("size_mib = 10", "expect = { violations = [\"leak\"] }")
+                .contains("unknown property `leak`")
         );
         assert!(
-            bad("size_mib = 10", "expect = { orphans = [\"ghost\"] }").contains("unknown orphan reason")
+            bad("size_mib = 10", "expect = { orphans = [\"ghost\"] }")
+                .contains("unknown orphan reason")
         );
-        assert!(bad("action = \"create\"\nvolume = \"A\"", "action = \"fault\"\nfault = \"meteor\"").contains("unknown fault `meteor`"));
+        assert!(
+            bad(
+                "action = \"create\"\nvolume = \"A\"",
+                "action = \"fault\"\nfault = \"meteor\""
+            )
+            .contains("unknown fault `meteor`")
+        );
     }
 
     #[test]
@@ -363,10 +386,17 @@ size_mib = 10
         let builtin = builtin().unwrap();
         let by = |n: &str| builtin.iter().find(|s| s.name == n).unwrap();
         let n = needs(by("iscsi-live-migration"));
-        assert!(n.contains(&Need::Hosts(2)) && n.contains(&Need::SharedIqn), "{n:?}");
+        assert!(
+            n.contains(&Need::Hosts(2)) && n.contains(&Need::SharedIqn),
+            "{n:?}"
+        );
         let n = needs(by("iscsi-multipath-path-down-detach"));
         assert!(n.contains(&Need::Multipath), "{n:?}");
-        assert!(n.iter().any(|x| matches!(x, Need::Simulator(w) if w.contains("path-down"))), "{n:?}");
+        assert!(
+            n.iter()
+                .any(|x| matches!(x, Need::Simulator(w) if w.contains("path-down"))),
+            "{n:?}"
+        );
         let n = needs(by("iscsi-lun-reuse-same-identity"));
         assert!(n.contains(&Need::LunReuse("same-identity".into())), "{n:?}");
         let n = needs(by("iscsi-single-attach-detach"));

@@ -254,9 +254,22 @@ mod tests {
         assert!(!s.ok());
         assert_eq!((s.passed, s.failed, s.skipped, s.errors), (1, 1, 1, 1));
         let x = s.junit();
-        assert!(x.contains(r#"tests="4" failures="1" errors="1" skipped="1""#), "{x}");
-        assert!(x.contains(r#"<testcase classname="brickcheck.sim" name="a" file="a.toml" time="1.500"/>"#), "{x}");
-        assert!(x.contains(r#"<failure message="step 2: &quot;boom&quot;">step 2 &lt;failed&gt; &amp; [31mred"#), "{x}");
+        assert!(
+            x.contains(r#"tests="4" failures="1" errors="1" skipped="1""#),
+            "{x}"
+        );
+        assert!(
+            x.contains(
+                r#"<testcase classname="brickcheck.sim" name="a" file="a.toml" time="1.500"/>"#
+            ),
+            "{x}"
+        );
+        assert!(
+            x.contains(
+                r#"<failure message="step 2: &quot;boom&quot;">step 2 &lt;failed&gt; &amp; [31mred"#
+            ),
+            "{x}"
+        );
         assert!(x.contains(r#"<skipped message="needs 2 hosts"/>"#), "{x}");
         assert!(x.contains("<error message=\"bad file\">"), "{x}");
         assert!(!x.contains('\u{1b}'));
@@ -264,6 +277,9 @@ mod tests {
         assert_eq!(x.matches("<testcase ").count(), 4);
         assert_eq!(x.matches("</testcase>").count(), 3, "{x}");
         let table = s.table();
-        assert!(table.contains("1 passed, 1 failed, 1 skipped, 1 errors"), "{table}");
+        assert!(
+            table.contains("1 passed, 1 failed, 1 skipped, 1 errors"),
+            "{table}"
+        );
     }
 }

@@ -542,7 +542,9 @@ fn reuse(
         return Err(format!("`{of}` was never mapped: nothing to reuse"));
     }
     if state.existing.contains(of) {
-        target.delete(of).map_err(|e| format!("deleting {of}: {e}"))?;
+        target
+            .delete(of)
+            .map_err(|e| format!("deleting {of}: {e}"))?;
         state.existing.remove(of);
     }
     let size = step.size_mib.unwrap_or(1024).saturating_mul(1 << 20);
@@ -551,7 +553,8 @@ fn reuse(
     state.existing.insert(vol.to_owned());
     let mut out = Vec::new();
     for (host, old) in hosts {
-        let new = map_volume(target, state, vol, &host).map_err(|e| format!("mapping {vol}: {e}"))?;
+        let new =
+            map_volume(target, state, vol, &host).map_err(|e| format!("mapping {vol}: {e}"))?;
         if old.is_some() && new != old {
             return Err(format!(
                 "the array gave {vol} LUN {new:?} on {host}, not {of}'s LUN {old:?}: it does not reuse LUN ids"
@@ -573,10 +576,7 @@ fn migrate(
     from: &str,
     to: &str,
 ) -> Result<String, String> {
-    let already = state
-        .mapped
-        .get(vol)
-        .is_some_and(|m| m.contains_key(to));
+    let already = state.mapped.get(vol).is_some_and(|m| m.contains_key(to));
     if !already {
         map_volume(target, state, vol, to).map_err(|e| format!("mapping to {to}: {e}"))?;
     }
@@ -679,9 +679,7 @@ fn judge(
         }
     }
     if step.action == Action::Paths && result.is_ok() {
-        let paths = target
-            .volume_paths(vol, &host)
-            .map_err(|e| e.to_string())?;
+        let paths = target.volume_paths(vol, &host).map_err(|e| e.to_string())?;
         if let Some(n) = e.paths
             && paths.paths.len() != n
         {

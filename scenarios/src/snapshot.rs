@@ -29,7 +29,10 @@ impl HostSummary {
     pub fn is_clean(&self) -> bool {
         self.sessions.is_empty()
             && self.block.iter().all(|b| !is_volume_device(b))
-            && !self.links.iter().any(|l| l.starts_with("/dev/disk/by-path/"))
+            && !self
+                .links
+                .iter()
+                .any(|l| l.starts_with("/dev/disk/by-path/"))
     }
 
     /// The orphan reasons, sorted (with repeats).

@@ -74,19 +74,26 @@ fn run_file(
     target: Option<&TargetFile>,
 ) -> Result<Completion, Failed> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let scn = brick_scenarios::parse(&path.display().to_string(), &text)
-        .map_err(|e| e.to_string())?;
-    let file = path.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default();
+    let scn =
+        brick_scenarios::parse(&path.display().to_string(), &text).map_err(|e| e.to_string())?;
+    let file = path
+        .file_name()
+        .map(|f| f.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let replay = format!(
         "cargo test -p brick-scenarios --test catalogue -- --exact scenario::{file}   (or: brick scenario run {}{})",
         path.display(),
-        target.map(|t| format!(" --target {}", t.path.display())).unwrap_or_default()
+        target
+            .map(|t| format!(" --target {}", t.path.display()))
+            .unwrap_or_default()
     );
     if let Some(tf) = target {
         let outcome = brick_scenarios::target::run_scenario(&scn, Some(tf))
             .map_err(|e| format!("{e}\nreplay: {replay}"))?;
         if let Some(reason) = outcome.skipped {
-            return Ok(Completion::Ignored { reason: Some(reason) });
+            return Ok(Completion::Ignored {
+                reason: Some(reason),
+            });
         }
         if !outcome.passed() {
             return Err(outcome.failure_report(&replay).into());
@@ -117,7 +124,7 @@ fn run_file(
 }
 
 fn main() {
-    let args = Arguments::from_args();
+    let mut args = Arguments::from_args();
     let catalogue = dir_from_env(CATALOGUE_ENV, "catalogue");
     let snapshots = dir_from_env(SNAPSHOTS_ENV, "snapshots");
     let target = match target_from_env() {
@@ -127,6 +134,10 @@ fn main() {
             std::process::exit(2);
         }
     };
+    if target.is_some() {
+        // One array, one host: scenarios take turns (a real host is not ours to race on).
+        args.test_threads = Some(1);
+    }
     let mut trials = Vec::new();
     for rel in scenario_files(&catalogue) {
         let path = catalogue.join(&rel);
@@ -190,7 +201,12 @@ fn dropped_in_file_is_picked_up() -> Result<(), Failed> {
     if !ok || !out.contains("scenario::dropped-in.toml") {
         return Err(format!("the dropped-in file was not listed:\n{out}").into());
     }
-    let (ok, out) = child(&cat, &snaps, false, &["--exact", "scenario::dropped-in.toml"]);
+    let (ok, out) = child(
+        &cat,
+        &snaps,
+        false,
+        &["--exact", "scenario::dropped-in.toml"],
+    );
     if !ok || !out.contains("1 passed") {
         return Err(format!("the dropped-in scenario did not pass:\n{out}").into());
     }
@@ -219,7 +235,11 @@ fn unreviewed_snapshot_change_fails() -> Result<(), Failed> {
         }
     }
     if copied == 0 {
-        return Err(format!("no committed snapshots of {PROBE} in {}", committed.display()).into());
+        return Err(format!(
+            "no committed snapshots of {PROBE} in {}",
+            committed.display()
+        )
+        .into());
     }
     let filter = ["--exact", &format!("scenario::{PROBE}.toml")];
     // The reviewed snapshots pass under CI settings...
@@ -230,7 +250,11 @@ fn unreviewed_snapshot_change_fails() -> Result<(), Failed> {
     // ...an unreviewed change (here: a host that was clean now shows a session) fails...
     let step = snaps.join(format!("{PROBE}__step05.snap"));
     let text = std::fs::read_to_string(&step)?;
-    let altered = text.replacen("sessions: []", "sessions:\n      - session9 10.9.9.9:3260 iqn.unreviewed LOGGED_IN", 1);
+    let altered = text.replacen(
+        "sessions: []",
+        "sessions:\n      - session9 10.9.9.9:3260 iqn.unreviewed LOGGED_IN",
+        1,
+    );
     if altered == text {
         return Err(format!("could not alter {}: {text}", step.display()).into());
     }

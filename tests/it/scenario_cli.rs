@@ -122,7 +122,10 @@ fn exec_tier_runs_scenarios_through_shell_commands() {
         assert!(journal.contains(needle), "{needle} not in\n{journal}");
     }
     let xml = std::fs::read_to_string(&junit).unwrap();
-    assert!(xml.contains(r#"tests="4" failures="0" errors="0" skipped="1""#), "{xml}");
+    assert!(
+        xml.contains(r#"tests="4" failures="0" errors="0" skipped="1""#),
+        "{xml}"
+    );
 }
 
 #[test]
@@ -132,21 +135,39 @@ fn exec_tier_failures_carry_the_connector_log_and_a_replay_command() {
     // A scenario whose expectation is wrong on purpose: it must fail, with a report.
     let scn = std::fs::read_to_string(catalogue("iscsi-single-attach-detach"))
         .unwrap()
-        .replace("expect = { paths = 1, identity = \"A\" }", "expect = { paths = 3 }");
+        .replace(
+            "expect = { paths = 1, identity = \"A\" }",
+            "expect = { paths = 3 }",
+        );
     let file = tmp.path().join("wrong.toml");
     std::fs::write(&file, scn).unwrap();
     let o = brick_in(
         tmp.path(),
-        &["scenario", "run", file.to_str().unwrap(), "--target", target.to_str().unwrap()],
+        &[
+            "scenario",
+            "run",
+            file.to_str().unwrap(),
+            "--target",
+            target.to_str().unwrap(),
+        ],
     );
     let out = text(&o);
     assert_eq!(o.status.code(), Some(1), "{out}");
-    assert!(out.contains("expected 3 path(s), the connector reported 1"), "{out}");
+    assert!(
+        out.contains("expected 3 path(s), the connector reported 1"),
+        "{out}"
+    );
     assert!(out.contains("connector log on compute-1"), "{out}");
-    assert!(out.contains("array map: "), "the array commands are in the log: {out}");
+    assert!(
+        out.contains("array map: "),
+        "the array commands are in the log: {out}"
+    );
     assert!(out.contains("iscsiadm -m node"), "{out}");
     assert!(
-        out.contains(&format!("replay: brick scenario run {} --target", file.display())),
+        out.contains(&format!(
+            "replay: brick scenario run {} --target",
+            file.display()
+        )),
         "{out}"
     );
 }
@@ -193,7 +214,13 @@ expect = {{ clean = true }}
     std::fs::write(&file, scn).unwrap();
     let o = brick_in(
         tmp.path(),
-        &["scenario", "run", file.to_str().unwrap(), "--target", target.to_str().unwrap()],
+        &[
+            "scenario",
+            "run",
+            file.to_str().unwrap(),
+            "--target",
+            target.to_str().unwrap(),
+        ],
     );
     assert!(o.status.success(), "{}", text(&o));
     assert!(!tmp.path().join("PWNED").exists());
@@ -210,7 +237,10 @@ fn a_dropped_in_scenario_runs_without_a_rebuild() {
     std::fs::create_dir_all(&dir).unwrap();
     let text_in = std::fs::read_to_string(catalogue("iscsi-detach-twice"))
         .unwrap()
-        .replace("name = \"iscsi-detach-twice\"", "name = \"my-new-scenario\"");
+        .replace(
+            "name = \"iscsi-detach-twice\"",
+            "name = \"my-new-scenario\"",
+        );
     std::fs::write(dir.join("my-new-scenario.toml"), text_in).unwrap();
     let o = brick_in(tmp.path(), &["scenario", "run", dir.to_str().unwrap()]);
     let out = text(&o);
@@ -224,10 +254,16 @@ fn a_broken_scenario_file_is_reported_with_file_line_and_field() {
     let tmp = tempfile::tempdir().unwrap();
     let text_in = std::fs::read_to_string(catalogue("iscsi-detach-twice"))
         .unwrap()
-        .replace("action = \"map\"\nvolume = \"A\"", "action = \"map\"\nvolume = \"A\"\nhots = \"compute-1\"");
+        .replace(
+            "action = \"map\"\nvolume = \"A\"",
+            "action = \"map\"\nvolume = \"A\"\nhots = \"compute-1\"",
+        );
     let file = tmp.path().join("typo.toml");
     std::fs::write(&file, text_in).unwrap();
-    let o = brick_in(tmp.path(), &["scenario", "run", file.to_str().unwrap(), "--json"]);
+    let o = brick_in(
+        tmp.path(),
+        &["scenario", "run", file.to_str().unwrap(), "--json"],
+    );
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
     let summary: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     let row = &summary["scenarios"][0];

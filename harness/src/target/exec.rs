@@ -365,7 +365,10 @@ impl ExecTarget {
                 ignore_errors: true,
             };
             let r = Target::detach(self, &v, &host, opts, true);
-            notes.push(format!("force-detach {v}: {}", r.map_or_else(|e| e.to_string(), |()| "ok".into())));
+            notes.push(format!(
+                "force-detach {v}: {}",
+                r.map_or_else(|e| e.to_string(), |()| "ok".into())
+            ));
         }
         for v in std::mem::take(&mut self.created) {
             let unmap = self.run("unmap", &v, 0).is_ok();
@@ -523,7 +526,10 @@ impl ExecTarget {
         Ok(ConnectionProperties::from_json(&json, None)?)
     }
 
-    fn connector(&self, props: &ConnectionProperties) -> Result<Box<dyn Connector + '_>, TargetError> {
+    fn connector(
+        &self,
+        props: &ConnectionProperties,
+    ) -> Result<Box<dyn Connector + '_>, TargetError> {
         Ok(connector_for(
             props.protocol(),
             self.host.port(),
@@ -816,7 +822,11 @@ mod tests {
         // Run through sh: the value arrives as one argument, nothing else runs.
         let dir = tempfile::tempdir().unwrap();
         let marker = dir.path().join("pwned");
-        let hostile = format!("x; touch {}; $(touch {})", marker.display(), marker.display());
+        let hostile = format!(
+            "x; touch {}; $(touch {})",
+            marker.display(),
+            marker.display()
+        );
         let cmd = render("printf %s {volume}", &|_| Some(hostile.clone())).unwrap();
         let out = Command::new("sh").arg("-c").arg(&cmd).output().unwrap();
         assert_eq!(String::from_utf8_lossy(&out.stdout), hostile);
@@ -878,7 +888,10 @@ mod tests {
         assert!(t.unsupported(&Need::Hosts(1)).is_none());
         assert!(t.unsupported(&Need::Multipath).is_some());
         assert!(t.unsupported(&Need::LunReuse("fresh".into())).is_none());
-        assert!(t.unsupported(&Need::LunReuse("same-identity".into())).is_some());
+        assert!(
+            t.unsupported(&Need::LunReuse("same-identity".into()))
+                .is_some()
+        );
         assert!(t.unsupported(&Need::Simulator("faults".into())).is_some());
         assert_eq!(t.array_name("A"), "ci-scn-A");
         assert_eq!(t.identity("A").unwrap(), "36001");

@@ -200,7 +200,10 @@ impl ArrayJournal {
     pub fn open(path: &Path) -> Result<Self, TargetError> {
         let text = std::fs::read_to_string(path)
             .map_err(io(format!("reading array state `{}`", path.display())))?;
-        let mut lines = text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty());
+        let mut lines = text
+            .lines()
+            .enumerate()
+            .filter(|(_, l)| !l.trim().is_empty());
         let bad = |n: usize, e: serde_json::Error| {
             TargetError::Journal(format!("{}:{}: {e}", path.display(), n + 1))
         };
@@ -375,9 +378,7 @@ mod tests {
         let again = ArrayJournal::open(&state).unwrap();
         assert_eq!(again.ops().len(), 2);
         assert_eq!(again.identity("v1").unwrap(), wwid);
-        let props = again
-            .props("v1", "iqn.1993-08.org.debian:01:h1")
-            .unwrap();
+        let props = again.props("v1", "iqn.1993-08.org.debian:01:h1").unwrap();
         assert_eq!(props["data"]["target_lun"], 1, "{props}");
         // A refused operation is not journalled.
         let mut j = again;

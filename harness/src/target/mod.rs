@@ -257,8 +257,7 @@ pub fn normalize_wwid(raw: &str) -> String {
         return format!("3{rest}");
     }
     // A bare NAA: 16 hex digits (NAA 5) or 32 (NAA 6).
-    if hex(&s) && ((s.len() == 16 && s.starts_with('5')) || (s.len() == 32 && s.starts_with('6')))
-    {
+    if hex(&s) && ((s.len() == 16 && s.starts_with('5')) || (s.len() == 32 && s.starts_with('6'))) {
         return format!("3{s}");
     }
     s
