@@ -4,7 +4,16 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use anyhow::Result;
+use brick_harness::machine::{
+    ExploreOptions, MachineProtocol, explore, failure_report, write_replay,
+};
 use serde::Serialize;
+
+/// Property cases per protocol in `brick check` (about a minute in a release build,
+/// together with the catalogue); `brick explore` runs longer.
+const PROPERTY_CASES: u32 = 1000;
+/// The seed of `brick check`'s property run (`BRICK_SEED` overrides it).
+const PROPERTY_SEED: u64 = 0x6368_6563_6b;
 
 #[derive(Debug, Serialize)]
 struct Row {
@@ -57,6 +66,44 @@ pub(crate) fn run(json: bool) -> Result<ExitCode> {
             },
         };
         rows.push(row);
+    }
+    // The property machine: generated sequences with faults, every invariant after every step.
+    let seed = std::env::var("BRICK_SEED")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(PROPERTY_SEED);
+    for protocol in MachineProtocol::ALL {
+        let opts = ExploreOptions {
+            verbose: false,
+            ..ExploreOptions::new(*protocol, PROPERTY_CASES, seed)
+        };
+        let report = tracing::subscriber::with_default(
+            tracing::subscriber::NoSubscriber::default(),
+            || explore(&opts, &mut |_| {}),
+        );
+        let passed = report.failure.is_none();
+        if !passed {
+            let dir = std::env::temp_dir().join("brick-replays");
+            let path = write_replay(&report, &dir);
+            reports.push(failure_report(&report, path.as_deref()));
+        }
+        rows.push(Row {
+            scenario: format!("property:{} ({} cases)", protocol.name(), report.cases),
+            steps: usize::try_from(report.steps).unwrap_or(usize::MAX),
+            result: if passed { "pass" } else { "FAIL" },
+            millis: report.elapsed.as_millis(),
+            detail: match &report.failure {
+                None => format!("seed {seed}"),
+                Some(cx) => format!(
+                    "seed {seed}: {}",
+                    cx.case
+                        .failure
+                        .as_ref()
+                        .map(|f| f.message.lines().next().unwrap_or_default().to_owned())
+                        .unwrap_or_default()
+                ),
+            },
+        });
     }
     let failed = rows.iter().filter(|r| r.result != "pass").count();
     if json {

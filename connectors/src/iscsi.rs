@@ -940,7 +940,7 @@ impl<'h> IscsiConnector<'h> {
         let mut res = VolumePaths::default();
         let targets: Vec<&Target> = if self.config.use_multipath {
             #[cfg(feature = "mutants")]
-            if crate::mutants::active(crate::mutants::Mutant::PathsFirstTargetOnly) { return self.volume_paths(&Volume { targets: vol.targets.iter().take(1).cloned().collect(), ..vol.clone() }); }
+            if crate::mutants::active(crate::mutants::Mutant::PathsFirstTargetOnly) && vol.targets.len() > 1 { return self.volume_paths(&Volume { targets: vol.targets.iter().take(1).cloned().collect(), ..vol.clone() }); }
             vol.targets.iter().collect()
         } else {
             let sessions = self.sysfs_sessions(&mut res.diagnostics);

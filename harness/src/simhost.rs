@@ -121,8 +121,12 @@ impl Host for SimHost {
     }
 
     fn run(&self, cmd: &Cmd) -> Result<CmdOutput, HostError> {
-        let out = lock(&self.world).exec(self.host, &cmd.argv(), cmd.stdin.as_deref());
-        self.sync_logged();
+        let argv = cmd.argv();
+        let out = lock(&self.world).exec(self.host, &argv, cmd.stdin.as_deref());
+        // Queries change nothing: the materialized tree is still current.
+        if World::command_may_change_host(&argv) {
+            self.sync_logged();
+        }
         tracing::debug!(cmd = %cmd, status = out.status, "sim run");
         let stdin = cmd
             .stdin
@@ -138,8 +142,17 @@ impl Host for SimHost {
     }
 
     fn sleep(&self, duration: Duration) {
-        lock(&self.world).advance(duration);
-        self.sync_logged();
+        let changed = {
+            let mut w = lock(&self.world);
+            let due = w.next_event_due();
+            let until = w.now().saturating_add(duration);
+            w.advance(duration);
+            due.is_some_and(|d| d <= until)
+        };
+        // Only delivered events change the host; an idle wait leaves the tree as it was.
+        if changed {
+            self.sync_logged();
+        }
         self.note(format!("sleep {duration:?}"));
     }
 

@@ -61,14 +61,17 @@ fn every_mutant_is_caught_and_the_unmutated_connectors_pass() {
     let rows = Mutex::new(Vec::new());
     std::thread::scope(|s| {
         for _ in 0..2 {
-            s.spawn(|| {
+            std::thread::Builder::new()
+                .stack_size(32 << 20)
+                .spawn_scoped(s, || {
                 loop {
                     let next = todo.lock().unwrap().pop();
                     let Some(m) = next else { break };
                     let row = hunt(Some(m));
                     rows.lock().unwrap().push(row);
                 }
-            });
+            })
+                .expect("a worker thread");
         }
     });
     let mut rows = rows.into_inner().unwrap();

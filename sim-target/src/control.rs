@@ -63,7 +63,7 @@ impl World {
             return Err(ControlError::new(Errno::ENOENT, path, "no such file"));
         };
         let mode = match tree.get(&real) {
-            Some(Node::File { mode, .. }) => *mode,
+            Some(Node::File { mode, .. }) | Some(Node::Unreadable { mode, .. }) => *mode,
             Some(Node::Dir { .. }) => {
                 return Err(ControlError::new(Errno::EISDIR, path, "is a directory"));
             }

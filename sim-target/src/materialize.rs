@@ -2,7 +2,9 @@
 //!
 //! `dir` is the host root: it receives `sys/`, `dev/` and `etc/`. Device nodes are written
 //! as empty regular files (no `mknod`, so no root needed); their `major:minor` stays readable
-//! in sysfs (`/sys/block/sdX/dev`, `/sys/block/dm-N/dev`, `.../sgN/dev`). Symlinks are real
+//! in sysfs (`/sys/block/sdX/dev`, `/sys/block/dm-N/dev`, `.../sgN/dev`). Attributes whose
+//! read fails on a real kernel ([`Node::Unreadable`]) are empty files with their mode: a
+//! reader sees no value instead of the errno. Symlinks are real
 //! symlinks with the kernel's relative targets. Modes are applied with `chmod`; files are
 //! replaced by unlink + create, so read-only and write-only files can be rewritten without
 //! root.
@@ -88,7 +90,9 @@ fn write_node(path: &Path, node: &Node, fresh: bool) -> io::Result<()> {
     let created = match node {
         Node::Dir { mode } => fs::DirBuilder::new().mode(*mode | 0o700).create(path),
         Node::File { mode, content } => create_file(path, *mode, content),
-        Node::Block { mode, .. } | Node::Char { mode, .. } => create_file(path, *mode, b""),
+        Node::Block { mode, .. } | Node::Char { mode, .. } | Node::Unreadable { mode, .. } => {
+            create_file(path, *mode, b"")
+        }
         Node::Link { target } => std::os::unix::fs::symlink(target, path),
     };
     match created {
@@ -102,7 +106,10 @@ fn write_node(path: &Path, node: &Node, fresh: bool) -> io::Result<()> {
     // can have lost bits to a usual umask (022), so only those need a chmod.
     let mode = match node {
         Node::Dir { mode } => *mode | 0o700,
-        Node::File { mode, .. } | Node::Block { mode, .. } | Node::Char { mode, .. } => *mode,
+        Node::File { mode, .. }
+        | Node::Block { mode, .. }
+        | Node::Char { mode, .. }
+        | Node::Unreadable { mode, .. } => *mode,
         Node::Link { .. } => return Ok(()),
     };
     if mode & 0o022 != 0 {

@@ -17,6 +17,10 @@ pub enum Node {
     Block { major: u32, minor: u32, mode: u32 },
     /// A character device node `major:minor`, with its mode.
     Char { major: u32, minor: u32, mode: u32 },
+    /// A regular file whose `read(2)` fails with `errno` (sysfs `access_state` without an
+    /// ALUA device handler: EINVAL). A real directory cannot reproduce a failing read:
+    /// [`crate::World::materialize`] writes it as an empty file with this mode.
+    Unreadable { mode: u32, errno: crate::ids::Errno },
 }
 
 /// A whole host view: host path to node, sorted, parents before children.
@@ -33,12 +37,24 @@ impl Tree {
 
     /// Inserts `node` at `path`, creating missing parent directories with mode `0o755`.
     pub fn insert(&mut self, path: &str, node: Node) {
-        let mut end = 0;
-        while let Some(pos) = path[end + 1..].find('/') {
-            end += 1 + pos;
+        // Parents, deepest first: stop at the first one that exists (its own parents do),
+        // and allocate only for the missing ones.
+        let mut end = path.len();
+        let mut missing = Vec::new();
+        while let Some(pos) = path.get(..end).and_then(|p| p.rfind('/')) {
+            if pos == 0 {
+                break;
+            }
+            end = pos;
+            let parent = &path[..end];
+            if self.nodes.contains_key(parent) {
+                break;
+            }
+            missing.push(parent);
+        }
+        for parent in missing.into_iter().rev() {
             self.nodes
-                .entry(path[..end].to_owned())
-                .or_insert(Node::Dir { mode: 0o755 });
+                .insert(parent.to_owned(), Node::Dir { mode: 0o755 });
         }
         self.nodes.insert(path.to_owned(), node);
     }
@@ -192,25 +208,49 @@ impl Tree {
     /// The differences that turn `self` into `new`: paths to remove (children before
     /// parents) and paths to create or rewrite (parents before children).
     pub fn diff(&self, new: &Tree) -> TreeDiff {
-        let mut removed: Vec<String> = self
-            .nodes
-            .iter()
-            .filter(|(p, n)| match new.nodes.get(*p) {
-                None => true,
-                Some(m) => std::mem::discriminant(*n) != std::mem::discriminant(m),
-            })
-            .map(|(p, _)| p.clone())
-            .collect();
+        // One merge pass over the two sorted maps.
+        let mut removed = Vec::new();
+        let mut changed = Vec::new();
+        let mut a = self.nodes.iter().peekable();
+        let mut b = new.nodes.iter().peekable();
+        loop {
+            match (a.peek(), b.peek()) {
+                (None, None) => break,
+                (Some((pa, _)), None) => {
+                    removed.push((*pa).clone());
+                    a.next();
+                }
+                (None, Some((pb, _))) => {
+                    changed.push((*pb).clone());
+                    b.next();
+                }
+                (Some((pa, na)), Some((pb, nb))) => match pa.cmp(pb) {
+                    std::cmp::Ordering::Less => {
+                        removed.push((*pa).clone());
+                        a.next();
+                    }
+                    std::cmp::Ordering::Greater => {
+                        changed.push((*pb).clone());
+                        b.next();
+                    }
+                    std::cmp::Ordering::Equal => {
+                        if std::mem::discriminant(*na) != std::mem::discriminant(*nb) {
+                            removed.push((*pa).clone());
+                        }
+                        if na != nb {
+                            changed.push((*pb).clone());
+                        }
+                        a.next();
+                        b.next();
+                    }
+                },
+            }
+        }
         removed.reverse();
-        let changed = new
-            .nodes
-            .iter()
-            .filter(|(p, n)| self.nodes.get(*p) != Some(*n))
-            .map(|(p, _)| p.clone())
-            .collect();
         TreeDiff { removed, changed }
     }
 }
+
 
 /// The raw target sysfs gives a symlink placed in directory `from_dir` that points at `to`
 /// (both absolute): up to the deepest ancestor of `from_dir` that is also an ancestor of

@@ -237,6 +237,12 @@ impl Bench {
     /// and without multipath. Panics with a full report on the first disagreement.
     fn compare(&mut self, step: &str, host: &str, volumes: &[(&str, &Value)]) {
         self.lab.settle().unwrap();
+        self.compare_unsettled(step, host, volumes);
+    }
+
+    /// As [`Bench::compare`], on the host tree as it is now (pending events not delivered:
+    /// the caller keeps the tree in a transient state and has materialized it).
+    fn compare_unsettled(&mut self, step: &str, host: &str, volumes: &[(&str, &Value)]) {
         self.checkpoints += 1;
         let root = self.lab.root(host).unwrap().to_path_buf();
         let case_dir = self.dir().join(format!("case-{:02}", self.checkpoints));
@@ -708,4 +714,166 @@ fn portal_down_on_a_multipath_host_agrees() {
         .unwrap();
     b.compare("one portal down", "compute-1", &[("A", &a)]);
     b.finish(2);
+}
+
+// ---------------------------------------------------------------------- Fibre Channel
+
+mod fc {
+    use super::*;
+    use brick_sim_target::{FcHbaSpec, FcPortState, FcTargetPort};
+
+    pub(super) const HBA1: u64 = 0x2100_0024_ff7c_0001;
+    pub(super) const HBA2: u64 = 0x2100_0024_ff7c_0002;
+    const P1: u64 = 0x5006_0160_9020_3181;
+    const P2: u64 = 0x5006_0161_9020_3181;
+
+    /// An FC host: HBA1 on fabric a (PCI 05:00.2), HBA2 on fabric b (05:00.3) if `two`.
+    pub(super) fn host(name: &str, multipath: bool, two: bool, platform: bool) -> LabHostSpec {
+        let mut spec = if multipath {
+            LabHostSpec::multipath(name)
+        } else {
+            LabHostSpec::single(name)
+        };
+        let mut h1 = FcHbaSpec::new(HBA1, "a", "0000:05:00.2");
+        if platform {
+            h1 = h1.behind_platform("smb/smb:motherboard/80040000000.peu0-c0");
+        }
+        spec.sim = spec.sim.with_fc_hba(h1);
+        if two {
+            spec.sim = spec
+                .sim
+                .with_fc_hba(FcHbaSpec::new(HBA2, "b", "0000:05:00.3"));
+        }
+        spec
+    }
+
+    /// An FC array with a port on each fabric.
+    pub(super) fn array(first_lun: u64) -> ArraySpec {
+        let mut spec = ArraySpec::fc(
+            "array-1",
+            vec![FcTargetPort::new(P1, "a"), FcTargetPort::new(P2, "b")],
+        );
+        spec.first_lun = first_lun;
+        spec
+    }
+
+    /// Creates (once) and maps volumes to `host`, zones it, returns their properties.
+    pub(super) fn setup(b: &mut Bench, host: &str, vols: &[&str], create: bool) -> Vec<Value> {
+        b.lab.zone(host, "array-1").unwrap();
+        vols.iter()
+            .map(|v| {
+                if create {
+                    b.lab.create_volume(v, "array-1", 1 << 30).unwrap();
+                }
+                b.lab.map(v, host).unwrap();
+                b.props(v, host)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn fc_single_path_attach_detach_agrees() {
+        let Some(py) = python() else { return };
+        let mut b = Bench::new(py);
+        b.host(host("compute-1", false, false, false));
+        b.lab.add_array(array(1)).unwrap();
+        let p = setup(&mut b, "compute-1", &["A", "B"], true);
+        let vols = [("A", &p[0]), ("B", &p[1])];
+        b.compare("nothing attached", "compute-1", &vols);
+        b.lab.attach("A", "compute-1").unwrap();
+        b.compare("A attached", "compute-1", &vols);
+        b.lab.attach("B", "compute-1").unwrap();
+        b.compare("A and B attached", "compute-1", &vols);
+        b.lab
+            .detach("A", "compute-1", DisconnectOptions::default(), true)
+            .unwrap();
+        b.compare("A detached", "compute-1", &vols);
+        b.finish(4);
+    }
+
+    #[test]
+    fn fc_multipath_over_two_hbas_agrees() {
+        let Some(py) = python() else { return };
+        let mut b = Bench::new(py);
+        b.host(host("compute-1", true, true, false));
+        // The same two-HBA host configured single-path.
+        b.host(host("compute-2", false, true, false));
+        b.lab.add_array(array(1)).unwrap();
+        let a1 = setup(&mut b, "compute-1", &["A"], true).remove(0);
+        let a2 = setup(&mut b, "compute-2", &["A"], false).remove(0);
+        b.lab.attach("A", "compute-1").unwrap();
+        b.compare("A attached multipath", "compute-1", &[("A", &a1)]);
+        b.lab.attach("A", "compute-2").unwrap();
+        b.compare("A attached single-path", "compute-2", &[("A", &a2)]);
+        b.lab
+            .detach("A", "compute-1", DisconnectOptions::default(), true)
+            .unwrap();
+        b.compare("A detached multipath", "compute-1", &[("A", &a1)]);
+        b.finish(4);
+    }
+
+    #[test]
+    fn fc_lun_256_and_above_agrees() {
+        let Some(py) = python() else { return };
+        let mut b = Bench::new(py);
+        b.host(host("compute-1", false, false, false));
+        b.host(host("compute-2", true, true, false));
+        b.lab.add_array(array(255)).unwrap();
+        for (host, create) in [("compute-1", true), ("compute-2", false)] {
+            let p = setup(&mut b, host, &["A", "B", "C"], create);
+            let luns: Vec<&Value> = p.iter().map(|p| &p["data"]["target_lun"]).collect();
+            assert_eq!(luns, [&json!(255), &json!(256), &json!(257)]);
+            for v in ["A", "B", "C"] {
+                b.lab.attach(v, host).unwrap();
+            }
+            let vols = [("A", &p[0]), ("B", &p[1]), ("C", &p[2])];
+            b.compare("LUNs 255, 256, 257 attached", host, &vols);
+        }
+        b.finish(6);
+    }
+
+    #[test]
+    fn fc_platform_prefixed_hba_agrees() {
+        let Some(py) = python() else { return };
+        let mut b = Bench::new(py);
+        b.host(host("compute-1", false, true, true));
+        b.lab.add_array(array(1)).unwrap();
+        let a = setup(&mut b, "compute-1", &["A"], true).remove(0);
+        let dev = b.lab.attach("A", "compute-1").unwrap();
+        assert!(
+            dev.path.as_str().contains("/platform-80040000000.peu0-c0-pci-"),
+            "{dev:?}"
+        );
+        b.compare("A attached through a platform HBA", "compute-1", &[("A", &a)]);
+        b.finish(2);
+    }
+
+    #[test]
+    fn fc_offline_hba_agrees() {
+        // os-brick's get_volume_paths looks through every HBA, whatever its port state; so
+        // does ours (a blocked path is still a path until the kernel removes it).
+        let Some(py) = python() else { return };
+        let mut b = Bench::new(py);
+        b.host(host("compute-1", true, true, false));
+        b.lab.add_array(array(1)).unwrap();
+        let a = setup(&mut b, "compute-1", &["A"], true).remove(0);
+        b.lab.attach("A", "compute-1").unwrap();
+        let id = b.lab.host_id("compute-1").unwrap();
+        lock(b.lab.world())
+            .set_hba_port_state(id, HBA2, FcPortState::Linkdown)
+            .unwrap();
+        // Compared without settling past dev_loss_tmo first: the blocked path still exists.
+        lock(b.lab.world()).advance(std::time::Duration::from_secs(1));
+        b.lab.sim_host("compute-1").unwrap().sync().unwrap();
+        b.compare_unsettled("HBA2 Linkdown, path blocked", "compute-1", &[("A", &a)]);
+        let root = b.lab.root("compute-1").unwrap();
+        assert!(
+            std::fs::read_dir(root.join("dev/disk/by-path"))
+                .unwrap()
+                .any(|e| e.unwrap().file_name().to_string_lossy().contains("05:00.3")),
+            "the blocked path through HBA2 is still there"
+        );
+        b.compare("HBA2 Linkdown past dev_loss_tmo", "compute-1", &[("A", &a)]);
+        b.finish(4);
+    }
 }

@@ -15,41 +15,29 @@ use crate::machine::model::{
 };
 use crate::machine::sut::{ARRAY, IQN_PREFIX, SHARED_IQN, portal};
 
-/// The scenario fault names the machine uses, with what each must arm in the simulator (the
-/// scenarios crate maps names onto `brick_sim_target::Fault`s).
-pub const SCENARIO_FAULTS: &[(&str, &str)] = &[
-    (
-        "flush-fails",
-        "MultipathFlushFails { times: Always }: every `multipath -f` fails",
-    ),
-    (
-        "flush-fails-once",
-        "MultipathFlushFails { times: Count(1) }: the next `multipath -f` fails",
-    ),
-    (
-        "device-flush-fails",
-        "BlockdevFlushFails { times: Always }: `blockdev --flushbufs` fails",
-    ),
-    (
-        "delete-busy",
-        "DeviceDeleteBusy { device: None, times: Always }",
-    ),
-    ("udev-late", "UdevLate { extra: 30 s }"),
-    (
-        "udev-lost",
-        "UdevLost { action: Add, times: Always }: new devices get no links",
-    ),
-    (
-        "multipathd-slow",
-        "MultipathdSlowRemove { extra: 5 s }",
-    ),
-    (
-        "crash-after-N",
-        "Crash { after: N }: the N+1-th side effect and every later one fail",
-    ),
-    ("path-down", "PortalDown on the host's first portal"),
-    ("path-down-2", "PortalDown on the host's second portal"),
-];
+/// How each machine fault is written in a scenario: the fault name of the scenarios crate,
+/// plus its `times` / `delay_ms` fields. `None`: not expressible (the crash; the replay keeps
+/// only its retried detach, whose end state is the one the model judges).
+fn attach_fault(f: AttachFault) -> (&'static str, Vec<(&'static str, String)>) {
+    match f {
+        AttachFault::UdevLate => ("udev-late", vec![("delay_ms", "30000".to_owned())]),
+        AttachFault::UdevLost => ("udev-lost", Vec::new()),
+    }
+}
+
+fn detach_fault(f: DetachFault) -> Option<(&'static str, Vec<(&'static str, String)>)> {
+    Some(match f {
+        DetachFault::MapFlushFails { persistent: true } => ("flush-fails", Vec::new()),
+        DetachFault::MapFlushFails { persistent: false } => {
+            ("flush-fails", vec![("times", "1".to_owned())])
+        }
+        DetachFault::DeviceFlushFails => ("blockdev-flush-fails", Vec::new()),
+        DetachFault::DeleteBusy => ("delete-busy", Vec::new()),
+        DetachFault::UdevLate => ("udev-late", vec![("delay_ms", "30000".to_owned())]),
+        DetachFault::MultipathdSlow => ("multipathd-slow", vec![("delay_ms", "5000".to_owned())]),
+        DetachFault::Crash { .. } => return None,
+    })
+}
 
 fn q(s: &str) -> String {
     serde_json::to_string(s).unwrap_or_else(|_| format!("\"{s}\""))
@@ -175,19 +163,17 @@ pub fn scenario_toml(name: &str, initial: &ModelState, transitions: &[Transition
                 w.step("delete", &[("volume", q(&vol_name(vol)))], &state, false);
             }
             Transition::Attach { vol, host, fault } => {
-                let name = fault.map(|f| match f {
-                    AttachFault::UdevLate => "udev-late",
-                    AttachFault::UdevLost => "udev-lost",
-                });
-                if let Some(n) = name {
+                if let Some(fl) = fault {
+                    let (n, extra) = attach_fault(fl);
                     let mut f = vec![("fault", q(n))];
+                    f.extend(extra);
                     f.extend(w.host(host));
                     w.step("fault", &f, &before, false);
                 }
                 let mut f = vec![("volume", q(&vol_name(vol)))];
                 f.extend(w.host(host));
                 w.step("attach", &f, &state, err);
-                if name.is_some() {
+                if fault.is_some() {
                     w.step("clear-faults", &[], &state, false);
                 }
             }
@@ -198,19 +184,10 @@ pub fn scenario_toml(name: &str, initial: &ModelState, transitions: &[Transition
                 device_info,
                 fault,
             } => {
-                let name = fault.map(|f| match f {
-                    DetachFault::MapFlushFails { persistent: true } => "flush-fails".to_owned(),
-                    DetachFault::MapFlushFails { persistent: false } => {
-                        "flush-fails-once".to_owned()
-                    }
-                    DetachFault::DeviceFlushFails => "device-flush-fails".to_owned(),
-                    DetachFault::DeleteBusy => "delete-busy".to_owned(),
-                    DetachFault::UdevLate => "udev-late".to_owned(),
-                    DetachFault::MultipathdSlow => "multipathd-slow".to_owned(),
-                    DetachFault::Crash { after } => format!("crash-after-{after}"),
-                });
-                if let Some(n) = &name {
+                let armed = fault.and_then(detach_fault);
+                if let Some((n, extra)) = &armed {
                     let mut f = vec![("fault", q(n))];
+                    f.extend(extra.iter().cloned());
                     f.extend(w.host(host));
                     w.step("fault", &f, &before, false);
                 }
@@ -219,30 +196,23 @@ pub fn scenario_toml(name: &str, initial: &ModelState, transitions: &[Transition
                 if force {
                     f.push(("force", "true".to_owned()));
                 }
-                if !device_info {
+                if !device_info || (force && matches!(fault, Some(DetachFault::Crash { .. }))) {
                     f.push(("device_info", "false".to_owned()));
                 }
-                let crash = matches!(fault, Some(DetachFault::Crash { .. }));
-                if crash {
-                    // The crashed attempt may or may not fail; only the retry is judged.
-                    let _ = writeln!(w.out, "\n# the process crashes during this detach; the next detach is the retry");
-                    let _ = writeln!(w.out, "[[step]]\naction = \"detach\"");
-                    for (k, v) in &f {
-                        let _ = writeln!(w.out, "{k} = {v}");
-                    }
-                    let _ = writeln!(w.out, "expect = {{ error = \"\" }}");
+                if let Some(DetachFault::Crash { after }) = fault {
+                    let _ = writeln!(
+                        w.out,
+                        "\n# the machine crashed this detach after {after} side effect(s) and retried it; \
+                         only the retry is replayed"
+                    );
+                }
+                w.step("detach", &f, &state, err);
+                if armed.is_some() {
                     w.step("clear-faults", &[], &state, false);
-                    w.step("detach", &f, &state, err);
-                } else {
-                    w.step("detach", &f, &state, err);
-                    if name.is_some() {
-                        w.step("clear-faults", &[], &state, false);
-                    }
                 }
             }
-            Transition::PathDown { host, portal } => {
-                let n = if portal == 0 { "path-down" } else { "path-down-2" };
-                let mut f = vec![("fault", q(n))];
+            Transition::PathDown { host, portal: p } => {
+                let mut f = vec![("fault", q("path-down")), ("portal", q(&portal(p)))];
                 f.extend(w.host(host));
                 w.step("fault", &f, &state, false);
             }

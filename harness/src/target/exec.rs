@@ -874,7 +874,7 @@ mod tests {
                 delete: "true".into(),
                 identity: "echo '\"naa.6001\"'".into(),
                 identity_pointer: None,
-                props: "echo '{}'".into(),
+                props: "echo '{{}}'".into(),
                 props_pointer: None,
                 sessions: None,
             },

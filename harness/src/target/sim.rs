@@ -7,7 +7,8 @@ use crate::checks::Violation;
 use crate::lab::Lab;
 use crate::simhost::lock;
 
-/// The protocols the simulator models today.
+/// The protocols scenario files can run on the simulated lab today. The simulator itself also
+/// models Fibre Channel and NVMe-oF; the scenario lab builder does not wire them yet.
 pub(crate) const SIMULATED_PROTOCOLS: &[&str] = &["iscsi"];
 
 impl Target for Lab {
@@ -18,7 +19,7 @@ impl Target for Lab {
     fn unsupported(&self, need: &Need) -> Option<String> {
         match need {
             Need::Protocol(p) if !SIMULATED_PROTOCOLS.contains(&p.as_str()) => Some(format!(
-                "protocol `{p}` is not simulated yet (simulated: {})",
+                "protocol `{p}` is not simulated yet for scenario files (simulated: {})",
                 SIMULATED_PROTOCOLS.join(", ")
             )),
             _ => None,

@@ -14,6 +14,37 @@ use crate::tree::Node;
 use crate::world::World;
 
 impl World {
+    /// Whether running `argv` may change the simulated host (and so its tree). `false` only
+    /// for queries: `iscsiadm -m session`, `-m node` listings and probes, `--op show`,
+    /// `-m discoverydb -o show`, `multipathd show ...`, `multipath -l/-ll/-C`, `blockdev`
+    /// queries and flushes, `scsi_id`, `dd`, `cat`, `lsscsi`. A port may skip re-materializing
+    /// the host after those (faults they fire change no view).
+    pub fn command_may_change_host(argv: &[String]) -> bool {
+        let a: Vec<&str> = argv.iter().map(String::as_str).collect();
+        let prog = a.first().map(|p| p.rsplit('/').next().unwrap_or(p));
+        match (prog, a.get(1..).unwrap_or_default()) {
+            (Some("iscsiadm"), ["-m", "session"] | ["-m", "node"]) => false,
+            (Some("iscsiadm"), ["-m", "node", "-T", _, "-p", _]) => false,
+            (Some("iscsiadm"), ["-m", "node", "--op", "show", "-p", _]) => false,
+            (Some("iscsiadm"), ["-m", "discoverydb", "-o", "show", "-P", _]) => false,
+            (Some("multipathd"), ["show", ..]) => false,
+            (Some("multipath"), ["-l", ..] | ["-ll", ..] | ["-C", _]) => false,
+            (Some("blockdev"), [op, _]) => {
+                !matches!(*op, "--flushbufs" | "--getsize64" | "--getro")
+            }
+            (Some("scsi_id" | "dd" | "cat" | "lsscsi" | "true"), _) => false,
+            _ => true,
+        }
+    }
+
+    /// When the next pending udev or multipathd event falls due, if any.
+    pub fn next_event_due(&self) -> Option<std::time::Duration> {
+        self.events.keys().next().map(|(due, _)| *due)
+    }
+}
+
+
+impl World {
     /// Runs a command on a host. `argv[0]` may be a bare name or a path (`/sbin/iscsiadm`).
     pub fn exec(&mut self, host: HostId, argv: &[String], stdin: Option<&str>) -> ExecOutput {
         let Some(prog) = argv.first() else {
@@ -203,6 +234,10 @@ impl World {
                 }
                 Some(Node::File { .. }) => {
                     let _ = writeln!(out.stderr, "cat: {f}: Permission denied");
+                    out.status = 1;
+                }
+                Some(Node::Unreadable { errno, .. }) => {
+                    let _ = writeln!(out.stderr, "cat: {f}: {}", errno.strerror());
                     out.status = 1;
                 }
                 Some(Node::Dir { .. }) => {
