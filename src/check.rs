@@ -18,6 +18,7 @@ const PROPERTY_SEED: u64 = 0x6368_6563_6b;
 #[derive(Debug, Serialize)]
 struct Row {
     scenario: String,
+    protocol: String,
     steps: usize,
     result: &'static str,
     millis: u128,
@@ -51,6 +52,7 @@ pub(crate) fn run(json: bool) -> Result<ExitCode> {
                 }
                 Row {
                     scenario: scn.name.clone(),
+                    protocol: scn.protocol.as_str().to_owned(),
                     steps: outcome.steps.len(),
                     result: if outcome.passed() { "pass" } else { "FAIL" },
                     millis: start.elapsed().as_millis(),
@@ -59,6 +61,7 @@ pub(crate) fn run(json: bool) -> Result<ExitCode> {
             }
             Err(err) => Row {
                 scenario: scn.name.clone(),
+                protocol: scn.protocol.as_str().to_owned(),
                 steps: 0,
                 result: "ERROR",
                 millis: start.elapsed().as_millis(),
@@ -77,10 +80,10 @@ pub(crate) fn run(json: bool) -> Result<ExitCode> {
             verbose: false,
             ..ExploreOptions::new(*protocol, PROPERTY_CASES, seed)
         };
-        let report = tracing::subscriber::with_default(
-            tracing::subscriber::NoSubscriber::default(),
-            || explore(&opts, &mut |_| {}),
-        );
+        let report =
+            tracing::subscriber::with_default(tracing::subscriber::NoSubscriber::default(), || {
+                explore(&opts, &mut |_| {})
+            });
         let passed = report.failure.is_none();
         if !passed {
             let dir = std::env::temp_dir().join("brick-replays");
@@ -89,6 +92,7 @@ pub(crate) fn run(json: bool) -> Result<ExitCode> {
         }
         rows.push(Row {
             scenario: format!("property:{} ({} cases)", protocol.name(), report.cases),
+            protocol: protocol.name().to_owned(),
             steps: usize::try_from(report.steps).unwrap_or(usize::MAX),
             result: if passed { "pass" } else { "FAIL" },
             millis: report.elapsed.as_millis(),
@@ -110,13 +114,13 @@ pub(crate) fn run(json: bool) -> Result<ExitCode> {
         println!("{}", serde_json::to_string_pretty(&rows)?);
     } else {
         println!(
-            "{:<36} {:>5}  {:<6} {:>7}  detail",
-            "scenario", "steps", "result", "ms"
+            "{:<40} {:<8} {:>5}  {:<6} {:>7}  detail",
+            "scenario", "protocol", "steps", "result", "ms"
         );
         for r in &rows {
             println!(
-                "{:<36} {:>5}  {:<6} {:>7}  {}",
-                r.scenario, r.steps, r.result, r.millis, r.detail
+                "{:<40} {:<8} {:>5}  {:<6} {:>7}  {}",
+                r.scenario, r.protocol, r.steps, r.result, r.millis, r.detail
             );
         }
         println!("{} passed, {} failed", rows.len() - failed, failed);

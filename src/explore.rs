@@ -46,7 +46,9 @@ fn mutant_names() -> Result<Vec<&'static str>> {
 
 #[cfg(not(feature = "mutants"))]
 fn mutant_names() -> Result<Vec<&'static str>> {
-    bail!("this brick was built without planted bugs: rebuild with `--features mutants` (e.g. `cargo run --features mutants -- explore --list-mutants`)")
+    bail!(
+        "this brick was built without planted bugs: rebuild with `--features mutants` (e.g. `cargo run --features mutants -- explore --list-mutants`)"
+    )
 }
 
 #[cfg(feature = "mutants")]
@@ -168,7 +170,11 @@ mod tests {
         let transitions = vec![
             Transition::Create,
             Transition::Map { vol: 0, host: 0 },
-            Transition::Attach { vol: 0, host: 0, fault: None },
+            Transition::Attach {
+                vol: 0,
+                host: 0,
+                fault: None,
+            },
             Transition::Detach {
                 vol: 0,
                 host: 0,

@@ -575,6 +575,9 @@ mod vanished_tests {
         assert!(vanished(&Error::from_raw_os_error(6)));
         assert!(vanished(&Error::from(ErrorKind::NotFound)));
         assert!(!vanished(&Error::from_raw_os_error(13)));
-        assert!(!vanished(&Error::from_raw_os_error(22)), "EINVAL is a real read error");
+        assert!(
+            !vanished(&Error::from_raw_os_error(22)),
+            "EINVAL is a real read error"
+        );
     }
 }

@@ -199,7 +199,11 @@ impl<'h> IscsiConnector<'h> {
         // automatic scans (os-brick d310e06).
         let scan_mode = "manual";
         #[cfg(feature = "mutants")]
-        let scan_mode = if crate::mutants::active(crate::mutants::Mutant::NoManualScan) { "auto" } else { scan_mode };
+        let scan_mode = if crate::mutants::active(crate::mutants::Mutant::NoManualScan) {
+            "auto"
+        } else {
+            scan_mode
+        };
         let scan = self
             .node_update(t, "node.session.scan", scan_mode, &[])
             .or_else(|e| match e {
@@ -261,7 +265,11 @@ impl<'h> IscsiConnector<'h> {
         let rescans = i64::from(self.config.device_scan_attempts);
         let lun = vol.kernel_lun(t);
         #[cfg(feature = "mutants")]
-        let lun = if crate::mutants::active(crate::mutants::Mutant::ScanIgnoresAddressing) { t.lun.get() } else { lun };
+        let lun = if crate::mutants::active(crate::mutants::Mutant::ScanIgnoresAddressing) {
+            t.lun.get()
+        } else {
+            lun
+        };
         let (mut num_rescans, mut next_scan): (i64, i64) =
             if manual_scan { (-1, 0) } else { (0, 4) };
         let mut do_scans = rescans > 0 || manual_scan;
@@ -391,7 +399,12 @@ impl<'h> IscsiConnector<'h> {
             progress(&found, &mut just_added, &mut wwn, &mut mpath);
         }
         #[cfg(feature = "mutants")]
-        if crate::mutants::active(crate::mutants::Mutant::NoMultipathGrace) && mpath.is_none() && let Some(first) = found.first() { return Ok(DeviceInfo::block(dev_node(first)?, wwn, None)); }
+        if crate::mutants::active(crate::mutants::Mutant::NoMultipathGrace)
+            && mpath.is_none()
+            && let Some(first) = found.first()
+        {
+            return Ok(DeviceInfo::block(dev_node(first)?, wwn, None));
+        }
         if !found.is_empty() && mpath.is_none() {
             tracing::debug!("all portals tried, giving the dm 10 seconds to appear");
             let deadline = self.host.now() + MPATH_GRACE;
@@ -431,7 +444,16 @@ impl<'h> IscsiConnector<'h> {
         is_disconnect: bool,
     ) -> Result<Vec<Target>, ConnectorError> {
         #[cfg(feature = "mutants")]
-        let vol = &if discover && crate::mutants::active(crate::mutants::Mutant::ConnectAllDiscovered) { Volume { explicit_targets: false, explicit_iqns: false, ..vol.clone() } } else { vol.clone() };
+        let vol =
+            &if discover && crate::mutants::active(crate::mutants::Mutant::ConnectAllDiscovered) {
+                Volume {
+                    explicit_targets: false,
+                    explicit_iqns: false,
+                    ..vol.clone()
+                }
+            } else {
+                vol.clone()
+            };
         if vol.explicit_targets {
             return Ok(vol.targets.clone());
         }
@@ -666,7 +688,9 @@ impl<'h> IscsiConnector<'h> {
             remove.extend(belong.iter().cloned());
         }
         #[cfg(feature = "mutants")]
-        if crate::mutants::active(crate::mutants::Mutant::OnlyDeviceInfoDevices) { remove.retain(|d| device_info.is_some_and(|i| i.path.file_name() == d)); }
+        if crate::mutants::active(crate::mutants::Mutant::OnlyDeviceInfoDevices) {
+            remove.retain(|d| device_info.is_some_and(|i| i.path.file_name() == d));
+        }
         let remove: Vec<String> = remove.into_iter().collect();
         let path_used = device_info
             .map(|d| d.path.clone())
@@ -690,9 +714,15 @@ impl<'h> IscsiConnector<'h> {
         } in &devices_map
         {
             #[cfg(feature = "mutants")]
-            if crate::mutants::active(crate::mutants::Mutant::NoLogout) { continue; }
+            if crate::mutants::active(crate::mutants::Mutant::NoLogout) {
+                continue;
+            }
             #[cfg(feature = "mutants")]
-            let others = if crate::mutants::active(crate::mutants::Mutant::LogoutWithOthers) { &BTreeSet::new() } else { others };
+            let others = if crate::mutants::active(crate::mutants::Mutant::LogoutWithOthers) {
+                &BTreeSet::new()
+            } else {
+                others
+            };
             if !others.is_empty() {
                 tracing::info!(%portal, %iqn, others = ?others, "session carries other LUNs; staying logged in");
                 continue;
@@ -708,7 +738,11 @@ impl<'h> IscsiConnector<'h> {
             })?;
         }
         #[cfg(feature = "mutants")]
-        let opts = DisconnectOptions { ignore_errors: opts.ignore_errors || (force && crate::mutants::active(crate::mutants::Mutant::ForceSwallowsErrors)), ..opts };
+        let opts = DisconnectOptions {
+            ignore_errors: opts.ignore_errors
+                || (force && crate::mutants::active(crate::mutants::Mutant::ForceSwallowsErrors)),
+            ..opts
+        };
         chain.finish(opts.ignore_errors, &format!("{remove:?}"))
     }
 
@@ -743,16 +777,36 @@ impl<'h> IscsiConnector<'h> {
             }
             let lun = vol.kernel_lun(t);
             #[cfg(feature = "mutants")]
-            let lun = if crate::mutants::active(crate::mutants::Mutant::DetachIgnoresAddressing) { t.lun.get() } else { lun };
+            let lun = if crate::mutants::active(crate::mutants::Mutant::DetachIgnoresAddressing) {
+                t.lun.get()
+            } else {
+                lun
+            };
             let entry = entry_for(&mut map, t);
             for s in matching {
                 #[cfg(feature = "mutants")]
-                if crate::mutants::active(crate::mutants::Mutant::RescanOnDetach) && let Ok(Some(h)) = self.scsi().get_hctl(s.sid, 0) { let _ = self.scsi().scan(&crate::scsi::Hctl { channel: None, target: None, ..h }); }
+                if crate::mutants::active(crate::mutants::Mutant::RescanOnDetach)
+                    && let Ok(Some(h)) = self.scsi().get_hctl(s.sid, 0)
+                    && let Ok(scan) =
+                        HostPath::new(format!("/sys/class/scsi_host/host{}/scan", h.host))
+                {
+                    let _ = self.host.write_control(&scan, "- - -");
+                }
                 for (dev_lun, dev) in self.scsi().session_devices(s.sid)? {
                     #[cfg(feature = "mutants")]
-                    if crate::mutants::active(crate::mutants::Mutant::DevicesFromByPath) && !self.by_path_leads_to(vol, t, dev_lun, &dev) { continue; }
+                    if crate::mutants::active(crate::mutants::Mutant::DevicesFromByPath)
+                        && !self.by_path_leads_to(vol, t, dev_lun, &dev)
+                    {
+                        continue;
+                    }
                     #[cfg(feature = "mutants")]
-                    let dev_lun = if crate::mutants::active(crate::mutants::Mutant::RemoveAllSessionDevices) { lun } else { dev_lun };
+                    let dev_lun = if crate::mutants::active(
+                        crate::mutants::Mutant::RemoveAllSessionDevices,
+                    ) {
+                        lun
+                    } else {
+                        dev_lun
+                    };
                     if dev_lun == lun {
                         entry.belong.insert(dev);
                     } else {
@@ -788,7 +842,13 @@ impl<'h> IscsiConnector<'h> {
         let mp = self.mp();
         let dm = scsi.find_multipath_dm(devices);
         #[cfg(feature = "mutants")]
-        let dm = if crate::mutants::active(crate::mutants::Mutant::BranchOnUseMultipath) && !self.config.use_multipath { None } else { dm };
+        let dm = if crate::mutants::active(crate::mutants::Mutant::BranchOnUseMultipath)
+            && !self.config.use_multipath
+        {
+            None
+        } else {
+            dm
+        };
         let name = dm.as_deref().and_then(|d| scsi.dm_name(d));
         let mut failed = None;
         let remove_paths = |chain: &mut ErrorChain| -> Result<(), ConnectorError> {
@@ -802,17 +862,24 @@ impl<'h> IscsiConnector<'h> {
             Ok(())
         };
         #[cfg(feature = "mutants")]
-        if crate::mutants::active(crate::mutants::Mutant::DeletePathsBeforeMapFlush) { remove_paths(chain)?; }
+        if crate::mutants::active(crate::mutants::Mutant::DeletePathsBeforeMapFlush) {
+            remove_paths(chain)?;
+        }
         let multipath_running = if let (Some(dm), Some(name)) = (&dm, &name) {
             tracing::info!(dm, map = name, devices = ?devices, "removing multipathed devices");
             let step_force = force;
             #[cfg(feature = "mutants")]
-            let step_force = step_force || crate::mutants::active(crate::mutants::Mutant::ContinueAfterFlushFailure);
-            let flushed = chain.step(step_force, &format!("flushing {name}"), || mp.flush_map(name))?;
+            let step_force = step_force
+                || crate::mutants::active(crate::mutants::Mutant::ContinueAfterFlushFailure);
+            let flushed = chain.step(step_force, &format!("flushing {name}"), || {
+                mp.flush_map(name)
+            })?;
             if flushed.is_none() {
                 failed = Some((dm.clone(), name.clone()));
                 #[cfg(feature = "mutants")]
-                if crate::mutants::active(crate::mutants::Mutant::ReflushOutsideForce) { mp.flush_map(name)?; }
+                if crate::mutants::active(crate::mutants::Mutant::ReflushOutsideForce) {
+                    mp.flush_map(name)?;
+                }
             }
             true
         } else {
@@ -820,7 +887,8 @@ impl<'h> IscsiConnector<'h> {
             mp.is_running()
         };
         #[cfg(feature = "mutants")]
-        let paths_removed = crate::mutants::active(crate::mutants::Mutant::DeletePathsBeforeMapFlush);
+        let paths_removed =
+            crate::mutants::active(crate::mutants::Mutant::DeletePathsBeforeMapFlush);
         #[cfg(not(feature = "mutants"))]
         let paths_removed = false;
         if !paths_removed {
@@ -834,7 +902,8 @@ impl<'h> IscsiConnector<'h> {
             || waited,
         )?;
         #[cfg(feature = "mutants")]
-        let multipath_running = multipath_running && !crate::mutants::active(crate::mutants::Mutant::NoWaitMultipathd);
+        let multipath_running =
+            multipath_running && !crate::mutants::active(crate::mutants::Mutant::NoWaitMultipathd);
         if multipath_running {
             let remaining = mp.wait_paths_removed(devices);
             if !remaining.is_empty() {
@@ -940,7 +1009,14 @@ impl<'h> IscsiConnector<'h> {
         let mut res = VolumePaths::default();
         let targets: Vec<&Target> = if self.config.use_multipath {
             #[cfg(feature = "mutants")]
-            if crate::mutants::active(crate::mutants::Mutant::PathsFirstTargetOnly) && vol.targets.len() > 1 { return self.volume_paths(&Volume { targets: vol.targets.iter().take(1).cloned().collect(), ..vol.clone() }); }
+            if crate::mutants::active(crate::mutants::Mutant::PathsFirstTargetOnly)
+                && vol.targets.len() > 1
+            {
+                return self.volume_paths(&Volume {
+                    targets: vol.targets.iter().take(1).cloned().collect(),
+                    ..vol.clone()
+                });
+            }
             vol.targets.iter().collect()
         } else {
             let sessions = self.sysfs_sessions(&mut res.diagnostics);
@@ -1017,9 +1093,17 @@ impl<'h> IscsiConnector<'h> {
 impl IscsiConnector<'_> {
     /// Mutant helper: whether the by-path link of `(t.portal, t.iqn, lun)` resolves to `dev`.
     fn by_path_leads_to(&self, vol: &Volume, t: &Target, lun: u64, dev: &str) -> bool {
-        let t = Target { lun: Lun::new(lun), ..t.clone() };
-        let vol = Volume { mode: AddressingMode::Transparent, ..vol.clone() };
-        self.by_path_candidates(&vol, &t).iter().any(|p| self.fs().realpath(p).is_ok_and(|r| r.file_name() == dev))
+        let t = Target {
+            lun: Lun::new(lun),
+            ..t.clone()
+        };
+        let vol = Volume {
+            mode: AddressingMode::Transparent,
+            ..vol.clone()
+        };
+        self.by_path_candidates(&vol, &t)
+            .iter()
+            .any(|p| self.fs().realpath(p).is_ok_and(|r| r.file_name() == dev))
     }
 }
 

@@ -189,7 +189,11 @@ impl<'h> Multipath<'h> {
         let cmd = Cmd::new("multipath").args(["-f", name]);
         let attempts = 3;
         #[cfg(feature = "mutants")]
-        let attempts = if crate::mutants::active(crate::mutants::Mutant::SingleFlushAttempt) { 1 } else { attempts };
+        let attempts = if crate::mutants::active(crate::mutants::Mutant::SingleFlushAttempt) {
+            1
+        } else {
+            attempts
+        };
         run_with_retries(self.host, &cmd, attempts, Duration::from_secs(10))
             .map(|_| ())
             .map_err(|e| match e {

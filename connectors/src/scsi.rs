@@ -301,7 +301,11 @@ impl<'h> Scsi<'h> {
             .join("scan")?;
         let text = hctl.scan_text();
         #[cfg(feature = "mutants")]
-        let text = if crate::mutants::active(crate::mutants::Mutant::WildcardScan) { "- - -".to_owned() } else { text };
+        let text = if crate::mutants::active(crate::mutants::Mutant::WildcardScan) {
+            "- - -".to_owned()
+        } else {
+            text
+        };
         tracing::info!(path = %scan, content = text, "scanning for LUN");
         self.host.write_control(&scan, &text)?;
         Ok(())
@@ -334,7 +338,19 @@ impl<'h> Scsi<'h> {
                 .join(&tdir)?
                 .join(&format!("{h}:{c}:{t}:{}", hctl.lun))?;
             #[cfg(feature = "mutants")]
-            if crate::mutants::active(crate::mutants::Mutant::FirstDeviceOfSession) { for l in self.fs.read_dir(&sess_dir.join(&tdir)?)?.iter().filter(|l| parse_hctl(l).is_some()) { found.extend(self.fs.read_dir(&sess_dir.join(&tdir)?.join(l)?.join("block")?)?); } }
+            if crate::mutants::active(crate::mutants::Mutant::FirstDeviceOfSession) {
+                for l in self
+                    .fs
+                    .read_dir(&sess_dir.join(&tdir)?)?
+                    .iter()
+                    .filter(|l| parse_hctl(l).is_some())
+                {
+                    found.extend(
+                        self.fs
+                            .read_dir(&sess_dir.join(&tdir)?.join(l)?.join("block")?)?,
+                    );
+                }
+            }
             found.extend(self.fs.read_dir(&lun_dir.join("block")?)?);
         }
         found.sort();
@@ -427,7 +443,8 @@ impl<'h> Scsi<'h> {
         }
         let flush_force = force;
         #[cfg(feature = "mutants")]
-        let flush_force = flush_force || crate::mutants::active(crate::mutants::Mutant::IgnoreDeviceFlushFailure);
+        let flush_force =
+            flush_force || crate::mutants::active(crate::mutants::Mutant::IgnoreDeviceFlushFailure);
         if flush {
             chain.step(flush_force, &format!("flushing /dev/{dev}"), || {
                 self.flush_device_io(dev)

@@ -1,7 +1,7 @@
 //! A lab: one simulated world (arrays and hosts), each host materialized under its own root,
 //! driven through the real connectors, with a record of what the test expects to be attached.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -9,7 +9,7 @@ use brick_connectors::{
     ConnectionProperties, Connector, ConnectorConfig, DeviceInfo, DisconnectOptions, Protocol,
     VolumePaths, connector_for,
 };
-use brick_sim_target::{ArrayId, ArraySpec, Fault, HostId, HostSpec, VolumeId, World};
+use brick_sim_target::{ArrayId, ArraySpec, Fault, FcPortState, HostId, HostSpec, VolumeId, World};
 
 use crate::checks::{self, Violation};
 use crate::error::LabError;
@@ -104,6 +104,8 @@ pub struct Lab {
     arrays: BTreeMap<String, ArrayId>,
     volumes: BTreeMap<String, VolumeId>,
     attached: BTreeMap<(String, String), Attachment>,
+    /// Per host, FC HBA WWPNs left out of the `initiator_target_map` the array hands out.
+    itmap_excluded: BTreeMap<String, BTreeSet<u64>>,
 }
 
 impl Lab {
@@ -115,6 +117,7 @@ impl Lab {
             arrays: BTreeMap::new(),
             volumes: BTreeMap::new(),
             attached: BTreeMap::new(),
+            itmap_excluded: BTreeMap::new(),
         }
     }
 
@@ -192,6 +195,34 @@ impl Lab {
         })?;
         lock(&self.world).zone_host_to_array(hid, aid)?;
         self.sync_all()
+    }
+
+    /// Zones two FC ports (an HBA and a target port, by WWPN) on their common fabric.
+    pub fn zone_ports(&mut self, a: u64, b: u64) -> Result<(), LabError> {
+        lock(&self.world).zone(a, b)?;
+        self.sync_all()
+    }
+
+    /// Sets the port state of `host`'s FC HBA `wwpn` (`Linkdown` for a pulled cable).
+    pub fn set_hba_port_state(
+        &mut self,
+        host: &str,
+        wwpn: u64,
+        state: FcPortState,
+    ) -> Result<(), LabError> {
+        let hid = self.host_id(host)?;
+        lock(&self.world).set_hba_port_state(hid, wwpn, state)?;
+        self.sync_all()
+    }
+
+    /// Leaves `host`'s HBA `wwpn` out of the `initiator_target_map` of every connection
+    /// property the lab hands out for `host` from now on (the array's host definition does not
+    /// list it): a connector must then not scan through it, zoned or not.
+    pub fn exclude_from_initiator_target_map(&mut self, host: &str, wwpn: u64) {
+        self.itmap_excluded
+            .entry(host.to_owned())
+            .or_default()
+            .insert(wwpn);
     }
 
     fn host(&self, name: &str) -> Result<&LabHost, LabError> {
@@ -306,7 +337,19 @@ impl Lab {
     /// The connection properties as raw os-brick JSON.
     pub fn props_json(&self, volume: &str, host: &str) -> Result<serde_json::Value, LabError> {
         let (vol, hid) = (self.volume_id(volume)?, self.host_id(host)?);
-        Ok(lock(&self.world).connection_properties(vol, hid)?)
+        let mut json = lock(&self.world).connection_properties(vol, hid)?;
+        if let Some(excluded) = self.itmap_excluded.get(host)
+            && let Some(map) = json
+                .get_mut("data")
+                .and_then(|d| d.get_mut("initiator_target_map"))
+                .and_then(serde_json::Value::as_object_mut)
+        {
+            map.retain(|wwpn, _| {
+                u64::from_str_radix(wwpn.trim_start_matches("0x"), 16)
+                    .map_or(true, |w| !excluded.contains(&w))
+            });
+        }
+        Ok(json)
     }
 
     /// The connector for `protocol` running on `host`.

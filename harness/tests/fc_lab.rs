@@ -98,7 +98,10 @@ fn assert_clean(lab: &mut Lab, when: &str) {
     assert!(
         v.is_empty(),
         "{when}: properties broken:\n{}\n\n{}",
-        v.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"),
+        v.iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("\n"),
         context(lab)
     );
 }
@@ -183,7 +186,10 @@ fn single_path_attach_returns_the_volume_and_detach_leaves_nothing() {
     assert_eq!(paths.paths[0].device.as_ref().unwrap().as_str(), "/dev/sda");
     assert_eq!(
         scans(&lab),
-        [("/sys/class/scsi_host/host0/scan".to_owned(), "0 0 1".to_owned())],
+        [(
+            "/sys/class/scsi_host/host0/scan".to_owned(),
+            "0 0 1".to_owned()
+        )],
         "one narrow scan"
     );
     lab.detach("v1", HOST, DisconnectOptions::default(), true)
@@ -199,7 +205,10 @@ fn multipath_over_two_fabrics_builds_a_map_and_detach_removes_everything() {
     create_and_map(&mut lab, "v1", "A");
     let dev = lab.attach("v1", HOST).unwrap();
     assert!(dev.path.as_str().starts_with("/dev/dm-"), "{dev:?}");
-    assert_eq!(dev.multipath_id.as_ref().unwrap().as_str(), wwid(&lab, "v1"));
+    assert_eq!(
+        dev.multipath_id.as_ref().unwrap().as_str(),
+        wwid(&lab, "v1")
+    );
     assert_clean(&mut lab, "after attach");
     let paths = lab.volume_paths("v1", HOST).unwrap();
     let mut names: Vec<&str> = paths.paths.iter().map(|p| p.path.as_str()).collect();
@@ -218,7 +227,10 @@ fn multipath_over_two_fabrics_builds_a_map_and_detach_removes_everything() {
     assert_clean(&mut lab, "after detach");
     no_host_state_left(&lab);
     let journal = lab.journal(HOST).unwrap().join("\n");
-    assert!(journal.contains("run multipath -f "), "flushed by name:\n{journal}");
+    assert!(
+        journal.contains("run multipath -f "),
+        "flushed by name:\n{journal}"
+    );
     for dev in ["sda", "sdb"] {
         assert!(
             journal.contains(&format!("write /sys/block/{dev}/device/delete <- \"1\"")),
@@ -269,7 +281,11 @@ fn leaked_detach_shows_the_old_identity_and_is_flagged() {
     assert_eq!(paths.paths.len(), 1, "{paths:?}");
     let p = &paths.paths[0];
     assert_eq!(p.device.as_ref().unwrap().as_str(), "/dev/sda");
-    assert_eq!(p.wwid.as_ref().unwrap().as_str(), wwid(&lab, "v1"), "sda still says v1");
+    assert_eq!(
+        p.wwid.as_ref().unwrap().as_str(),
+        wwid(&lab, "v1"),
+        "sda still says v1"
+    );
     assert_ne!(p.wwid.as_ref().unwrap().as_str(), wwid(&lab, "v2"));
 
     let v = settled_check(&mut lab);
@@ -325,22 +341,28 @@ fn an_hba_outside_the_initiator_target_map_is_never_scanned() {
 /// Array A not zoned, array B zoned, both presenting LUN 1 to the host: the connector finds no
 /// port of A anywhere.
 fn unreachable_array_lab() -> (Lab, Value) {
-    let mut lab = lab(host(false, vec![hba1()]), vec![array_a(), array_b()], &["B"]);
+    let mut lab = lab(
+        host(false, vec![hba1(), hba2()]),
+        vec![array_a(), array_b()],
+        &["B"],
+    );
     create_and_map(&mut lab, "va", "A");
     create_and_map(&mut lab, "vb", "B");
-    let props = lab.props_json("va", HOST).unwrap();
+    let mut props = lab.props_json("va", HOST).unwrap();
     assert_eq!(props["data"]["target_lun"], 1);
     assert_eq!(lab.props_json("vb", HOST).unwrap()["data"]["target_lun"], 1);
+    // The map names A's ports for HBA1 only (as Cinder does without a zone manager, from its
+    // own configuration); HBA2 is not in it.
+    props["data"]["initiator_target_map"] = serde_json::json!({
+        format!("{HBA1:016x}"): [format!("{A1:016x}"), format!("{A2:016x}")],
+    });
     (lab, props)
 }
 
 #[test]
 fn wildcard_scans_only_when_no_port_is_found_and_they_are_enabled() {
-    // Enabled (the default): `- - 1` on the allowed HBA, which reaches array B's LUN 1.
+    // Enabled (the default): `- - 1` on the allowed HBA only, which reaches array B's LUN 1.
     let (mut lab, mut props) = unreachable_array_lab();
-    // The itmap names A's ports for HBA1, as Cinder does with zoning managers off.
-    props["data"]["initiator_target_map"][format!("{HBA1:016x}")] =
-        serde_json::json!([format!("{A1:016x}"), format!("{A2:016x}")]);
     props["data"]["enable_wildcard_scan"] = Value::Bool(true);
     let err = connect_raw(&lab, &props).unwrap_err();
     assert!(
@@ -351,9 +373,11 @@ fn wildcard_scans_only_when_no_port_is_found_and_they_are_enabled() {
     let written = scans(&lab);
     assert!(!written.is_empty(), "{}", context(&lab));
     assert!(
-        written
-            .iter()
-            .all(|s| *s == ("/sys/class/scsi_host/host0/scan".to_owned(), "- - 1".to_owned())),
+        written.iter().all(|s| *s
+            == (
+                "/sys/class/scsi_host/host0/scan".to_owned(),
+                "- - 1".to_owned()
+            )),
         "{written:?}"
     );
     // The collateral: array B's LUN 1 is now a disk on the host, and it is not A's volume.
@@ -378,7 +402,11 @@ fn wildcard_scans_only_when_no_port_is_found_and_they_are_enabled() {
 
 #[test]
 fn narrow_scans_do_not_reach_another_arrays_lun_of_the_same_number() {
-    let mut lab = lab(host(false, vec![hba1()]), vec![array_a(), array_b()], &["A", "B"]);
+    let mut lab = lab(
+        host(false, vec![hba1()]),
+        vec![array_a(), array_b()],
+        &["A", "B"],
+    );
     create_and_map(&mut lab, "va", "A");
     create_and_map(&mut lab, "vb", "B");
     assert_eq!(lab.props_json("vb", HOST).unwrap()["data"]["target_lun"], 1);
@@ -390,7 +418,11 @@ fn narrow_scans_do_not_reach_another_arrays_lun_of_the_same_number() {
         "no wildcard: {written:?}"
     );
     let va = lab.volume_id("va").unwrap();
-    assert_eq!(backing_volumes(&lab), [Some(va)], "array B's LUN 1 not scanned");
+    assert_eq!(
+        backing_volumes(&lab),
+        [Some(va)],
+        "array B's LUN 1 not scanned"
+    );
     assert_clean(&mut lab, "after attaching va");
     lab.detach("va", HOST, DisconnectOptions::default(), true)
         .unwrap();
@@ -411,13 +443,20 @@ fn narrow_scans_do_not_reach_another_arrays_lun_of_the_same_number() {
 #[test]
 fn lun_256_and_above_end_to_end() {
     for multipath in [false, true] {
-        let hbas = if multipath { vec![hba1(), hba2()] } else { vec![hba1()] };
+        let hbas = if multipath {
+            vec![hba1(), hba2()]
+        } else {
+            vec![hba1()]
+        };
         let mut spec = array_a();
         spec.first_lun = 256;
         let mut lab = lab(host(multipath, hbas), vec![spec], &["A"]);
         create_and_map(&mut lab, "v256", "A");
         create_and_map(&mut lab, "v257", "A");
-        assert_eq!(lab.props_json("v256", HOST).unwrap()["data"]["target_lun"], 256);
+        assert_eq!(
+            lab.props_json("v256", HOST).unwrap()["data"]["target_lun"],
+            256
+        );
         for v in ["v256", "v257"] {
             let dev = lab.attach(v, HOST).unwrap();
             let id = dev.multipath_id.or(dev.scsi_wwn).unwrap();
@@ -434,7 +473,12 @@ fn lun_256_and_above_end_to_end() {
             "{paths:?}"
         );
         let v257 = lab.volume_paths("v257", HOST).unwrap();
-        assert!(v257.paths[0].path.as_str().ends_with("-lun-0x0101000000000000"));
+        assert!(
+            v257.paths[0]
+                .path
+                .as_str()
+                .ends_with("-lun-0x0101000000000000")
+        );
         for v in ["v256", "v257"] {
             lab.detach(v, HOST, DisconnectOptions::default(), true)
                 .unwrap();
@@ -452,7 +496,9 @@ fn an_hba_behind_a_platform_bus_gets_the_platform_prefixed_path() {
     let dev = lab.attach("v1", HOST).unwrap();
     assert_eq!(
         dev.path.as_str(),
-        format!("/dev/disk/by-path/platform-80040000000.peu0-c0-pci-0000:05:00.2-fc-0x{A1:x}-lun-1")
+        format!(
+            "/dev/disk/by-path/platform-80040000000.peu0-c0-pci-0000:05:00.2-fc-0x{A1:x}-lun-1"
+        )
     );
     assert_clean(&mut lab, "after attach");
     lab.detach("v1", HOST, DisconnectOptions::default(), true)

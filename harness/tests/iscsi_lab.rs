@@ -45,7 +45,10 @@ fn assert_clean(lab: &mut Lab, when: &str) {
     assert!(
         v.is_empty(),
         "{when}: properties broken:\n{}\n\nconnector log:\n{}\n\ntree:\n{}",
-        v.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"),
+        v.iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("\n"),
         lab.journal(HOST).unwrap().join("\n"),
         lab.tree_listing(HOST).unwrap()
     );
@@ -53,7 +56,12 @@ fn assert_clean(lab: &mut Lab, when: &str) {
 
 fn no_host_state_left(lab: &Lab) {
     let listing = lab.tree_listing(HOST).unwrap();
-    for needle in ["/dev/disk/by-path/", "/dev/sd", "/dev/dm-", "/sys/class/iscsi_session/session"] {
+    for needle in [
+        "/dev/disk/by-path/",
+        "/dev/sd",
+        "/dev/dm-",
+        "/sys/class/iscsi_session/session",
+    ] {
         assert!(
             !listing.lines().any(|l| l.starts_with(needle)),
             "{needle} left behind:\n{listing}"
@@ -72,7 +80,8 @@ fn single_path_attach_returns_the_volume_and_detach_leaves_nothing() {
     let paths = lab.volume_paths("A", HOST).unwrap();
     assert_eq!(paths.paths.len(), 1);
     assert_eq!(paths.paths[0].device.as_ref().unwrap().as_str(), "/dev/sda");
-    lab.detach("A", HOST, DisconnectOptions::default(), true).unwrap();
+    lab.detach("A", HOST, DisconnectOptions::default(), true)
+        .unwrap();
     assert_clean(&mut lab, "after detach");
     no_host_state_left(&lab);
     assert!(lab.volume_paths("A", HOST).unwrap().paths.is_empty());
@@ -91,11 +100,15 @@ fn multipath_attach_builds_a_map_and_detach_removes_map_devices_and_sessions() {
     assert_eq!(dev.multipath_id.as_ref().unwrap().as_str(), wwid(&lab, "A"));
     assert_clean(&mut lab, "after attach");
     assert_eq!(lab.volume_paths("A", HOST).unwrap().paths.len(), 2);
-    lab.detach("A", HOST, DisconnectOptions::default(), true).unwrap();
+    lab.detach("A", HOST, DisconnectOptions::default(), true)
+        .unwrap();
     assert_clean(&mut lab, "after detach");
     no_host_state_left(&lab);
     let journal = lab.journal(HOST).unwrap().join("\n");
-    assert!(journal.contains("run multipath -f "), "the map is flushed by name:\n{journal}");
+    assert!(
+        journal.contains("run multipath -f "),
+        "the map is flushed by name:\n{journal}"
+    );
 }
 
 #[test]
@@ -105,7 +118,8 @@ fn shared_target_keeps_the_session_until_its_last_lun_is_detached() {
     create_and_map(&mut lab, "B");
     lab.attach("A", HOST).unwrap();
     lab.attach("B", HOST).unwrap();
-    lab.detach("A", HOST, DisconnectOptions::default(), true).unwrap();
+    lab.detach("A", HOST, DisconnectOptions::default(), true)
+        .unwrap();
     assert_clean(&mut lab, "after detaching A");
     let hid = lab.host_id(HOST).unwrap();
     let sessions = brick_harness::simhost::lock(lab.world()).sessions(hid);
@@ -113,9 +127,14 @@ fn shared_target_keeps_the_session_until_its_last_lun_is_detached() {
     let b = lab.volume_paths("B", HOST).unwrap();
     assert_eq!(b.paths.len(), 1);
     assert_eq!(b.paths[0].wwid.as_ref().unwrap().as_str(), wwid(&lab, "B"));
-    lab.detach("B", HOST, DisconnectOptions::default(), true).unwrap();
+    lab.detach("B", HOST, DisconnectOptions::default(), true)
+        .unwrap();
     assert_clean(&mut lab, "after detaching B");
-    assert!(brick_harness::simhost::lock(lab.world()).sessions(hid).is_empty());
+    assert!(
+        brick_harness::simhost::lock(lab.world())
+            .sessions(hid)
+            .is_empty()
+    );
     no_host_state_left(&lab);
 }
 
@@ -124,7 +143,8 @@ fn lun_reuse_after_a_clean_detach_returns_the_new_volume() {
     let mut lab = lab(LabHostSpec::single(HOST), &["10.0.2.2:3260"], true);
     create_and_map(&mut lab, "A");
     lab.attach("A", HOST).unwrap();
-    lab.detach("A", HOST, DisconnectOptions::default(), true).unwrap();
+    lab.detach("A", HOST, DisconnectOptions::default(), true)
+        .unwrap();
     lab.delete("A").unwrap();
     create_and_map(&mut lab, "B");
     let a = lab.props("A", HOST).err();
@@ -145,20 +165,31 @@ fn leaked_detach_shows_a_path_with_the_old_identity_and_is_flagged() {
     lab.delete("A").unwrap();
     create_and_map(&mut lab, "B");
     let b_lun = lab.props_json("B", HOST).unwrap()["data"]["target_lun"].clone();
-    let a_props = lab.attachments()[&(HOST.to_owned(), "A".to_owned())].props.to_json();
+    let a_props = lab.attachments()[&(HOST.to_owned(), "A".to_owned())]
+        .props
+        .to_json();
     assert_eq!(a_props["data"]["target_lun"], b_lun, "B landed on A's LUN");
 
     let paths = lab.volume_paths("B", HOST).unwrap();
     assert_eq!(paths.paths.len(), 1, "{paths:?}");
     let p = &paths.paths[0];
     assert_eq!(p.device.as_ref(), Some(&a_dev.path));
-    assert_eq!(p.wwid.as_ref().unwrap().as_str(), wwid(&lab, "A"), "the path still says A");
+    assert_eq!(
+        p.wwid.as_ref().unwrap().as_str(),
+        wwid(&lab, "A"),
+        "the path still says A"
+    );
     assert_ne!(p.wwid.as_ref().unwrap().as_str(), wwid(&lab, "B"));
 
     let v = settled_check(&mut lab);
-    let cross: Vec<&Violation> = v.iter().filter(|v| v.kind == PropertyKind::CrossTalk).collect();
+    let cross: Vec<&Violation> = v
+        .iter()
+        .filter(|v| v.kind == PropertyKind::CrossTalk)
+        .collect();
     assert!(
-        cross.iter().any(|v| v.detail.contains("/dev/sda") && v.volume.as_deref() == Some("B")),
+        cross
+            .iter()
+            .any(|v| v.detail.contains("/dev/sda") && v.volume.as_deref() == Some("B")),
         "the checks flag sda reaching B while claiming A: {v:#?}"
     );
 }
@@ -170,9 +201,14 @@ fn detach_of_an_unknown_volume_touches_nothing() {
     create_and_map(&mut lab, "B");
     lab.attach("A", HOST).unwrap();
     let before = lab.tree_listing(HOST).unwrap();
-    lab.detach("B", HOST, DisconnectOptions::default(), false).unwrap();
+    lab.detach("B", HOST, DisconnectOptions::default(), false)
+        .unwrap();
     lab.settle().unwrap();
-    assert_eq!(lab.tree_listing(HOST).unwrap(), before, "B was never attached");
+    assert_eq!(
+        lab.tree_listing(HOST).unwrap(),
+        before,
+        "B was never attached"
+    );
     assert_clean(&mut lab, "after the no-op detach");
 }
 
@@ -181,10 +217,12 @@ fn detach_twice_is_a_no_op() {
     let mut lab = lab(LabHostSpec::single(HOST), &["10.0.2.2:3260"], false);
     create_and_map(&mut lab, "A");
     lab.attach("A", HOST).unwrap();
-    lab.detach("A", HOST, DisconnectOptions::default(), true).unwrap();
+    lab.detach("A", HOST, DisconnectOptions::default(), true)
+        .unwrap();
     lab.settle().unwrap();
     let after_first = lab.tree_listing(HOST).unwrap();
-    lab.detach("A", HOST, DisconnectOptions::default(), false).unwrap();
+    lab.detach("A", HOST, DisconnectOptions::default(), false)
+        .unwrap();
     lab.settle().unwrap();
     assert_eq!(lab.tree_listing(HOST).unwrap(), after_first);
     assert_clean(&mut lab, "after the second detach");

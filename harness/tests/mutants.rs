@@ -41,15 +41,22 @@ fn hunt(m: Option<Mutant>) -> Row {
         ),
         None => (false, 0, String::new()),
     };
-    if caught && std::env::var("BRICK_MUTANT_TRACES").is_ok() {
-        if let Some(cx) = &report.failure {
-            eprintln!("--- {} ---\n{}", m.map_or("none", Mutant::name), cx.case.trace());
-        }
+    if std::env::var("BRICK_MUTANT_TRACES").is_ok()
+        && let Some(cx) = &report.failure
+    {
+        eprintln!(
+            "--- {} ---\n{}",
+            m.map_or("none", Mutant::name),
+            cx.case.trace()
+        );
     }
     Row {
         mutant: m.map_or("(unmutated)", Mutant::name),
         caught,
-        cases: report.failure.as_ref().map_or(report.cases, |c| c.found_at_case),
+        cases: report
+            .failure
+            .as_ref()
+            .map_or(report.cases, |c| c.found_at_case),
         shrunk,
         why,
     }
@@ -57,34 +64,54 @@ fn hunt(m: Option<Mutant>) -> Row {
 
 #[test]
 fn every_mutant_is_caught_and_the_unmutated_connectors_pass() {
-    let todo = Mutex::new(Mutant::ALL.to_vec());
+    // `BRICK_MUTANTS=a,b` hunts only those (while working on a mutant or on the model).
+    let only: Option<Vec<String>> = std::env::var("BRICK_MUTANTS")
+        .ok()
+        .map(|v| v.split(',').map(|s| s.trim().to_owned()).collect());
+    let todo = Mutex::new(
+        Mutant::ALL
+            .iter()
+            .copied()
+            .filter(|m| {
+                only.as_ref()
+                    .is_none_or(|o| o.iter().any(|n| n == m.name()))
+            })
+            .collect::<Vec<_>>(),
+    );
     let rows = Mutex::new(Vec::new());
     std::thread::scope(|s| {
         for _ in 0..2 {
             std::thread::Builder::new()
                 .stack_size(32 << 20)
                 .spawn_scoped(s, || {
-                loop {
-                    let next = todo.lock().unwrap().pop();
-                    let Some(m) = next else { break };
-                    let row = hunt(Some(m));
-                    rows.lock().unwrap().push(row);
-                }
-            })
+                    loop {
+                        let next = todo.lock().unwrap().pop();
+                        let Some(m) = next else { break };
+                        let row = hunt(Some(m));
+                        rows.lock().unwrap().push(row);
+                    }
+                })
                 .expect("a worker thread");
         }
     });
     let mut rows = rows.into_inner().unwrap();
     rows.sort_by_key(|r| r.mutant);
     let clean = hunt(None);
-    println!("{:<32} {:<7} {:>6} {:>7}  first broken invariant", "mutant", "caught", "cases", "shrunk");
+    println!(
+        "{:<32} {:<7} {:>6} {:>7}  first broken invariant",
+        "mutant", "caught", "cases", "shrunk"
+    );
     for r in &rows {
         println!(
             "{:<32} {:<7} {:>6} {:>7}  {}",
             r.mutant,
             if r.caught { "yes" } else { "NO" },
             r.cases,
-            if r.caught { r.shrunk.to_string() } else { "-".into() },
+            if r.caught {
+                r.shrunk.to_string()
+            } else {
+                "-".into()
+            },
             r.why
         );
     }
@@ -100,8 +127,22 @@ fn every_mutant_is_caught_and_the_unmutated_connectors_pass() {
     lens.sort_unstable();
     let median = lens.get(lens.len() / 2).copied().unwrap_or(usize::MAX);
     println!("median shrunk counterexample: {median} transitions");
-    assert!(!clean.caught, "the unmutated connectors must pass: {}", clean.why);
-    let missed: Vec<&str> = rows.iter().filter(|r| !r.caught).map(|r| r.mutant).collect();
-    assert!(missed.is_empty(), "mutants not caught in {CASES} cases: {missed:?}");
-    assert!(median <= 6, "median shrunk counterexample is {median} transitions (> 6)");
+    assert!(
+        !clean.caught,
+        "the unmutated connectors must pass: {}",
+        clean.why
+    );
+    let missed: Vec<&str> = rows
+        .iter()
+        .filter(|r| !r.caught)
+        .map(|r| r.mutant)
+        .collect();
+    assert!(
+        missed.is_empty(),
+        "mutants not caught in {CASES} cases: {missed:?}"
+    );
+    assert!(
+        median <= 6,
+        "median shrunk counterexample is {median} transitions (> 6)"
+    );
 }

@@ -90,7 +90,10 @@ fn assert_clean(lab: &mut Lab, when: &str) {
     assert!(
         v.is_empty(),
         "{when}: properties broken:\n{}\n\n{}",
-        v.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"),
+        v.iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("\n"),
         context(lab)
     );
 }
@@ -99,7 +102,12 @@ fn assert_clean(lab: &mut Lab, when: &str) {
 fn no_host_state_left(lab: &Lab) {
     assert!(controllers(lab).is_empty(), "{:?}", controllers(lab));
     let listing = lab.tree_listing(HOST).unwrap();
-    for needle in ["/dev/nvme0", "/dev/nvme1", "/dev/disk/by-id/nvme-", "/sys/class/nvme-fabrics/ctl/nvme"] {
+    for needle in [
+        "/dev/nvme0",
+        "/dev/nvme1",
+        "/dev/disk/by-id/nvme-",
+        "/sys/class/nvme-fabrics/ctl/nvme",
+    ] {
         assert!(
             !listing.lines().any(|l| l.starts_with(needle)),
             "{needle} left behind:\n{listing}"
@@ -116,7 +124,10 @@ fn paths(lab: &Lab, volume: &str) -> Vec<(String, String)> {
         .map(|p| {
             (
                 p.path.as_str().to_owned(),
-                p.wwid.as_ref().map(|w| w.as_str().to_owned()).unwrap_or_default(),
+                p.wwid
+                    .as_ref()
+                    .map(|w| w.as_str().to_owned())
+                    .unwrap_or_default(),
             )
         })
         .collect()
@@ -159,7 +170,10 @@ fn single_path_attach_returns_the_namespace_and_detach_disconnects() {
     no_host_state_left(&lab);
     assert!(paths(&lab, "A").is_empty());
     let journal = lab.journal(HOST).unwrap().join("\n");
-    assert!(journal.contains("run nvme disconnect -d /dev/nvme0"), "{journal}");
+    assert!(
+        journal.contains("run nvme disconnect -d /dev/nvme0"),
+        "{journal}"
+    );
 }
 
 #[test]
@@ -192,7 +206,11 @@ fn native_multipath_gives_one_head_and_never_reports_the_hidden_path_nodes() {
     assert_clean(&mut lab, "after detach");
     no_host_state_left(&lab);
     let journal = lab.journal(HOST).unwrap().join("\n");
-    assert_eq!(journal.matches("run nvme disconnect -d ").count(), 2, "{journal}");
+    assert_eq!(
+        journal.matches("run nvme disconnect -d ").count(),
+        2,
+        "{journal}"
+    );
 }
 
 #[test]
@@ -256,9 +274,15 @@ fn two_volumes_on_one_subsystem_share_the_controller_until_the_last_detach() {
     let ctrls = controllers(&lab);
     assert_eq!(ctrls.len(), 1, "B still needs the controller: {ctrls:?}");
     assert_eq!(ctrls[0].state, CtrlState::Live);
-    assert_eq!(paths(&lab, "B"), [("/dev/nvme0n2".to_owned(), wwid(&lab, "B"))]);
+    assert_eq!(
+        paths(&lab, "B"),
+        [("/dev/nvme0n2".to_owned(), wwid(&lab, "B"))]
+    );
     assert!(
-        !lab.journal(HOST).unwrap().join("\n").contains("nvme disconnect"),
+        !lab.journal(HOST)
+            .unwrap()
+            .join("\n")
+            .contains("nvme disconnect"),
         "no disconnect while B is attached"
     );
     lab.detach("B", HOST, DisconnectOptions::default(), true)
@@ -350,13 +374,23 @@ fn leaked_detach_is_visible_with_the_old_identity() {
         .unwrap();
     assert_eq!(found.paths.len(), 1, "{found:?}");
     assert_eq!(found.paths[0].path.as_str(), "/dev/nvme0n1");
-    assert_eq!(found.paths[0].wwid.as_ref().unwrap().as_str(), wwid(&lab, "A"));
+    assert_eq!(
+        found.paths[0].wwid.as_ref().unwrap().as_str(),
+        wwid(&lab, "A")
+    );
 
     // Attaching B by uuid rescans until the kernel drops the stale namespace and finds B.
     let dev = lab.attach("B", HOST).unwrap();
-    assert_eq!(paths(&lab, "B"), [(dev.path.as_str().to_owned(), wwid(&lab, "B"))]);
+    assert_eq!(
+        paths(&lab, "B"),
+        [(dev.path.as_str().to_owned(), wwid(&lab, "B"))]
+    );
     let journal = lab.journal(HOST).unwrap().join("\n");
-    assert_eq!(journal.matches("run nvme ns-rescan /dev/nvme0").count(), 2, "{journal}");
+    assert_eq!(
+        journal.matches("run nvme ns-rescan /dev/nvme0").count(),
+        2,
+        "{journal}"
+    );
     assert_clean(&mut lab, "after attaching B");
 }
 
@@ -374,8 +408,15 @@ fn a_namespace_that_appears_during_attach_is_not_returned() {
     .unwrap();
     let dev = lab.attach("mine", HOST).unwrap();
     lab.settle().unwrap();
-    assert_eq!(controllers(&lab)[0].nsids.len(), 2, "other appeared meanwhile");
-    assert_eq!(paths(&lab, "mine"), [(dev.path.as_str().to_owned(), wwid(&lab, "mine"))]);
+    assert_eq!(
+        controllers(&lab)[0].nsids.len(),
+        2,
+        "other appeared meanwhile"
+    );
+    assert_eq!(
+        paths(&lab, "mine"),
+        [(dev.path.as_str().to_owned(), wwid(&lab, "mine"))]
+    );
     // The other attach completes: both are clean.
     lab.attach("other", HOST).unwrap();
     assert_clean(&mut lab, "after both attaches");
@@ -409,7 +450,10 @@ fn without_any_identity_a_concurrent_namespace_makes_the_attach_refuse_to_guess(
         .unwrap()
         .connect_volume(&connector_props(&props))
         .unwrap_err();
-    assert!(matches!(err, ConnectorError::VolumeDeviceNotFound { .. }), "{err}");
+    assert!(
+        matches!(err, ConnectorError::VolumeDeviceNotFound { .. }),
+        "{err}"
+    );
     // And without the race, the one new namespace is found.
     let mut lab2 = lab_single_identityless();
     let props = without_identity(lab2.props_json("mine", HOST).unwrap());
@@ -437,7 +481,10 @@ fn controller_address_with_and_without_src_addr() {
         create_and_map(&mut lab, "A");
         lab.attach("A", HOST).unwrap();
         let address = read_root(&lab, "/sys/class/nvme-fabrics/ctl/nvme0/address");
-        assert!(address.starts_with("traddr=10.0.0.1,trsvcid=4420"), "{address}");
+        assert!(
+            address.starts_with("traddr=10.0.0.1,trsvcid=4420"),
+            "{address}"
+        );
         assert_eq!(address.contains(",src_addr="), src_addr, "{address}");
         assert_clean(&mut lab, "after attach");
         // A second attach finds the existing controller through the same address parsing.
@@ -482,7 +529,12 @@ fn a_controller_stuck_connecting_gives_a_typed_error_after_a_bounded_wait() {
     );
     // The controller carries A: it is not disconnected by B's failed attach.
     assert_eq!(controllers(&lab).len(), 1);
-    assert!(!lab.journal(HOST).unwrap().join("\n").contains("nvme disconnect"));
+    assert!(
+        !lab.journal(HOST)
+            .unwrap()
+            .join("\n")
+            .contains("nvme disconnect")
+    );
     // The port comes back: B attaches, everything is clean.
     lab.clear_faults();
     lab.settle().unwrap();
@@ -502,7 +554,19 @@ fn connect_through_a_down_port_fails_and_leaves_no_controller() {
     })
     .unwrap();
     let err = lab.attach("A", HOST).unwrap_err();
-    assert!(err.as_connector().is_some(), "{err}");
+    assert!(
+        matches!(
+            err.as_connector(),
+            Some(ConnectorError::VolumeDeviceNotFound { .. })
+        ),
+        "{err}"
+    );
+    let journal = lab.journal(HOST).unwrap().join("\n");
+    assert_eq!(
+        journal.matches("run nvme connect ").count(),
+        3,
+        "one connect per attempt:\n{journal}"
+    );
     assert_clean(&mut lab, "after the failed attach");
     no_host_state_left(&lab);
 }

@@ -69,7 +69,10 @@ fn the_same_seed_gives_the_same_trace() {
         },
         &mut |_| {},
     );
-    assert_ne!(a.digest, c.digest, "different seeds should draw different cases");
+    assert_ne!(
+        a.digest, c.digest,
+        "different seeds should draw different cases"
+    );
 }
 
 prop_state_machine! {

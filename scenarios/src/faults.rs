@@ -3,9 +3,9 @@
 use std::time::Duration;
 
 use brick_harness::Lab;
-use brick_sim_target::{Fault, Times, UdevAction};
+use brick_sim_target::{Fault, FcPortState, Times, UdevAction};
 
-use crate::schema::{Scenario, Step};
+use crate::schema::{ProtocolName, Scenario, Step};
 
 /// The fault names a scenario may use, with what each does. Every fault applies to the
 /// step's host; `times = N` makes counted faults fire N times, `delay_ms` sets the delay of
@@ -44,11 +44,61 @@ pub const FAULTS: &[(&str, &str)] = &[
         "multipathd-slow",
         "multipathd drops removed paths `delay_ms` later",
     ),
+    (
+        "hba-linkdown",
+        "FC: the HBA `wwpn` (default: the host's first) loses its link; its remote ports block \
+         and, once settled past dev_loss_tmo (30 s), their devices go (until clear-faults)",
+    ),
+    (
+        "nvme-port-down",
+        "NVMe-oF: the port `portal` (`traddr:trsvcid`, default: the array's first) becomes \
+         unreachable: its controllers stay `connecting`, `nvme connect` through it times out",
+    ),
+    (
+        "namespace-appears",
+        "NVMe-oF: the next `nvme connect` of the host finds `volume` newly mapped to it, as if \
+         another attach raced with this one (fires once)",
+    ),
 ];
 
-/// Arms the fault of `step` on `host` of the lab.
-pub(crate) fn inject(lab: &mut Lab, scn: &Scenario, step: &Step, host: &str) -> Result<(), String> {
+/// The protocol a fault belongs to, when it is not protocol-neutral.
+pub(crate) fn fault_protocol(name: &str) -> Option<ProtocolName> {
+    match name {
+        "path-down" => Some(ProtocolName::Iscsi),
+        "hba-linkdown" => Some(ProtocolName::Fc),
+        "nvme-port-down" | "namespace-appears" => Some(ProtocolName::Nvmeof),
+        _ => None,
+    }
+}
+
+/// What an injected fault changed outside the simulator's fault list, to undo at
+/// `clear-faults`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Undo {
+    /// Nothing beyond the fault list.
+    Nothing,
+    /// An HBA went `Linkdown`: bring it back `Online`.
+    HbaOnline {
+        /// Host name.
+        host: String,
+        /// The HBA's WWPN.
+        wwpn: u64,
+    },
+}
+
+/// Arms the fault of `step` on `host` of the lab; returns what `clear-faults` must undo.
+pub(crate) fn inject(
+    lab: &mut Lab,
+    scn: &Scenario,
+    step: &Step,
+    host: &str,
+) -> Result<Undo, String> {
     let name = step.fault.as_deref().unwrap_or_default();
+    let array = step
+        .array
+        .as_deref()
+        .and_then(|a| scn.arrays.iter().find(|d| d.name == a))
+        .or_else(|| scn.arrays.first());
     let host_id = lab.host_id(host).map_err(|e| e.to_string())?;
     let times = step.times.map_or(Times::Always, Times::Count);
     let delay = Duration::from_millis(step.delay_ms.unwrap_or(30_000));
@@ -89,11 +139,6 @@ pub(crate) fn inject(lab: &mut Lab, scn: &Scenario, step: &Step, host: &str) -> 
             extra: delay,
         },
         "path-down" => {
-            let array = step
-                .array
-                .as_deref()
-                .and_then(|a| scn.arrays.iter().find(|d| d.name == a))
-                .or_else(|| scn.arrays.first());
             let portal = step
                 .portal
                 .clone()
@@ -104,7 +149,73 @@ pub(crate) fn inject(lab: &mut Lab, scn: &Scenario, step: &Step, host: &str) -> 
                 portal,
             }
         }
+        "hba-linkdown" => {
+            let wwpn = step
+                .wwpn
+                .map(|w| w.0)
+                .or_else(|| {
+                    scn.hosts
+                        .iter()
+                        .find(|h| h.name == host)
+                        .and_then(|h| h.hbas.first())
+                        .map(|h| h.wwpn.0)
+                })
+                .ok_or("`hba-linkdown` needs an HBA")?;
+            lab.set_hba_port_state(host, wwpn, FcPortState::Linkdown)
+                .map_err(|e| e.to_string())?;
+            return Ok(Undo::HbaOnline {
+                host: host.to_owned(),
+                wwpn,
+            });
+        }
+        "nvme-port-down" => {
+            let (traddr, trsvcid) = match &step.portal {
+                Some(p) => split_port(p).ok_or_else(|| {
+                    format!("`nvme-port-down`: portal {p:?} is not `traddr:trsvcid`")
+                })?,
+                None => array
+                    .and_then(|a| a.nvme_ports.first())
+                    .map(|p| (p.traddr.clone(), p.trsvcid))
+                    .ok_or("`nvme-port-down` needs a port")?,
+            };
+            Fault::NvmePortDown {
+                host: host_id,
+                traddr,
+                trsvcid,
+            }
+        }
+        "namespace-appears" => {
+            let vol = step
+                .volume
+                .as_deref()
+                .ok_or("`namespace-appears` needs `volume`")?;
+            Fault::NamespaceAppears {
+                host: host_id,
+                volume: lab.volume_id(vol).map_err(|e| e.to_string())?,
+            }
+        }
         other => return Err(format!("unknown fault `{other}`")),
     };
-    lab.inject(fault).map_err(|e| e.to_string())
+    lab.inject(fault).map_err(|e| e.to_string())?;
+    Ok(Undo::Nothing)
+}
+
+/// Splits `traddr:trsvcid` (`[v6]:port` allowed).
+pub(crate) fn split_port(p: &str) -> Option<(String, u16)> {
+    let (addr, port) = p.rsplit_once(':')?;
+    let addr = addr.trim_start_matches('[').trim_end_matches(']');
+    if addr.is_empty() {
+        return None;
+    }
+    Some((addr.to_owned(), port.parse().ok()?))
+}
+
+/// Undoes what [`inject`] changed outside the fault list.
+pub(crate) fn undo(lab: &mut Lab, undo: &Undo) -> Result<(), String> {
+    match undo {
+        Undo::Nothing => Ok(()),
+        Undo::HbaOnline { host, wwpn } => lab
+            .set_hba_port_state(host, *wwpn, FcPortState::Online)
+            .map_err(|e| e.to_string()),
+    }
 }

@@ -44,7 +44,112 @@ pub fn parse(file: &str, text: &str) -> Result<Scenario, ScenarioError> {
             ),
         });
     }
+    check_shape(file, text, &scn)?;
     Ok(scn)
+}
+
+/// The 1-based line and column of the `n`th `[[table]]` header (or the start of the file).
+fn table_position(text: &str, table: &str, n: usize) -> (usize, usize) {
+    let header = format!("[[{table}]]");
+    text.lines()
+        .enumerate()
+        .filter(|(_, l)| l.trim() == header)
+        .nth(n)
+        .map_or((1, 1), |(i, l)| (i + 1, l.len() - l.trim_start().len() + 1))
+}
+
+/// Protocol-specific keys: an iSCSI array needs `portals`, an FC array `fc_ports`, an NVMe-oF
+/// array `nvme_ports`; keys of another protocol are refused. Errors point at the table.
+fn check_shape(file: &str, text: &str, scn: &Scenario) -> Result<(), ScenarioError> {
+    use schema::{IdentityStyle, IqnStyle, ProtocolName as P};
+    let proto = scn.protocol;
+    let at = |table: &str, n: usize, message: String| {
+        let (line, column) = table_position(text, table, n);
+        ScenarioError::Parse {
+            file: file.to_owned(),
+            line,
+            column,
+            message: format!("{table}[{n}]: {message}"),
+        }
+    };
+    let other = |key: &str, wants: &str| {
+        format!(
+            "`{key}` is for {wants} arrays/hosts; this scenario's protocol is `{}`",
+            proto.as_str()
+        )
+    };
+    for (i, a) in scn.arrays.iter().enumerate() {
+        let err = |m: String| Err(at("array", i, m));
+        match proto {
+            P::Iscsi => {
+                if a.portals.is_empty() {
+                    return err(
+                        "missing field `portals` (an iSCSI array needs one portal or more)".into(),
+                    );
+                }
+            }
+            P::Fc => {
+                if a.fc_ports.is_empty() {
+                    return err(
+                        "missing field `fc_ports` (an FC array needs one target port or more)"
+                            .into(),
+                    );
+                }
+            }
+            P::Nvmeof => {
+                if a.nvme_ports.is_empty() {
+                    return err(
+                        "missing field `nvme_ports` (an NVMe-oF array needs one port or more)"
+                            .into(),
+                    );
+                }
+            }
+        }
+        if proto != P::Iscsi {
+            if !a.portals.is_empty() {
+                return err(other("portals", "iSCSI"));
+            }
+            if a.iqn != IqnStyle::PerVolume || a.iqn_name.is_some() {
+                return err(other("iqn`/`iqn_name", "iSCSI"));
+            }
+        }
+        if proto != P::Fc && !a.fc_ports.is_empty() {
+            return err(other("fc_ports", "FC"));
+        }
+        if proto != P::Nvmeof {
+            if !a.nvme_ports.is_empty() {
+                return err(other("nvme_ports", "NVMe-oF"));
+            }
+            if a.subsystem.is_some() || a.nqn.is_some() || a.aen.is_some() {
+                return err(other("subsystem`/`nqn`/`aen", "NVMe-oF"));
+            }
+        }
+        if proto == P::Nvmeof && a.identity != IdentityStyle::Fresh {
+            return err(
+                "`identity = \"reuse-on-lun\"` is not modelled for NVMe-oF (namespaces carry their own uuid)"
+                    .into(),
+            );
+        }
+    }
+    for (i, h) in scn.hosts.iter().enumerate() {
+        let err = |m: String| Err(at("host", i, m));
+        if proto == P::Fc && h.hbas.is_empty() {
+            return err("missing `[[host.hba]]` (an FC host needs one HBA port or more)".into());
+        }
+        if proto != P::Fc && !h.hbas.is_empty() {
+            return err(other("hba", "FC"));
+        }
+        if proto != P::Nvmeof && h.nvme.is_some() {
+            return err(other("nvme", "NVMe-oF"));
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        for hba in &h.hbas {
+            if !seen.insert(hba.wwpn) {
+                return err(format!("HBA {} is listed twice", hba.wwpn));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Deserializes TOML text into `T`, with errors that name the file, line, column and field.
@@ -106,6 +211,10 @@ fn key_position(text: &str, key: &str) -> (usize, usize) {
         .find(|(_, l)| l.trim_start().starts_with(key))
         .map_or((1, 1), |(n, l)| (n + 1, l.len() - l.trim_start().len() + 1))
 }
+
+/// Why NVMe-oF scenarios need the simulator for now (see [`needs`]).
+pub const NVME_HOST_VIEW: &str = "NVMe-oF on a real host: the exec tier's host-view checks \
+     (brick_harness::checks::check_host_view) do not read NVMe namespaces yet";
 
 /// The property names `expect.violations` accepts.
 pub const PROPERTIES: &[&str] = &["leftover", "truth", "cross-talk"];
@@ -182,6 +291,43 @@ pub fn validate(scn: &Scenario) -> Result<(), ScenarioError> {
                     known.join(", ")
                 )));
             }
+            if let Some(p) = faults::fault_protocol(name)
+                && p != scn.protocol
+            {
+                return Err(at(format!(
+                    "fault `{name}` is for protocol {}, the scenario's is {}",
+                    p.as_str(),
+                    scn.protocol.as_str()
+                )));
+            }
+            if name == "namespace-appears" && step.volume.is_none() {
+                return Err(at(
+                    "`namespace-appears` needs `volume` (the volume that appears)".into(),
+                ));
+            }
+            if name == "nvme-port-down"
+                && let Some(p) = &step.portal
+                && faults::split_port(p).is_none()
+            {
+                return Err(at(format!("portal {p:?} is not `traddr:trsvcid`")));
+            }
+            if let Some(w) = step.wwpn {
+                let host = step
+                    .host
+                    .as_deref()
+                    .or_else(|| scn.hosts.first().map(|h| h.name.as_str()))
+                    .unwrap_or_default();
+                let has = scn
+                    .hosts
+                    .iter()
+                    .any(|h| h.name == host && h.hbas.iter().any(|b| b.wwpn == w));
+                if !has {
+                    return Err(at(format!("host `{host}` has no HBA {w}")));
+                }
+            }
+        }
+        if step.wwpn.is_some() && step.fault.as_deref() != Some("hba-linkdown") {
+            return Err(at("`wwpn` is only for `fault = \"hba-linkdown\"`".into()));
         }
         for v in &step.expect.violations {
             if !PROPERTIES.contains(&v.as_str()) {
@@ -218,8 +364,32 @@ pub fn needs(scn: &Scenario) -> Vec<brick_harness::Need> {
     if scn.requires.multipath || scn.hosts.iter().any(|h| h.multipath) {
         out.push(Need::Multipath);
     }
-    if scn.requires.shared_iqn || scn.arrays.iter().any(|a| a.iqn == IqnStyle::Shared) {
+    if scn.requires.shared_iqn
+        || scn
+            .arrays
+            .iter()
+            .any(|a| a.iqn == IqnStyle::Shared || a.subsystem == Some(IqnStyle::Shared))
+    {
         out.push(Need::SharedIqn);
+    }
+    for h in &scn.hosts {
+        for hba in &h.hbas {
+            let why = if !hba.zoned {
+                Some("is not zoned")
+            } else if !hba.in_initiator_target_map {
+                Some("is left out of the initiator-target map")
+            } else if hba.port_state != schema::HbaState::Online {
+                Some("starts with its link down")
+            } else {
+                None
+            };
+            if let Some(why) = why {
+                out.push(Need::Simulator(format!(
+                    "HBA {} of host `{}` {why}",
+                    hba.wwpn, h.name
+                )));
+            }
+        }
     }
     let same = scn
         .arrays
@@ -241,6 +411,12 @@ pub fn needs(scn: &Scenario) -> Vec<brick_harness::Need> {
     }
     if let Some(why) = &scn.requires.simulator {
         out.push(Need::Simulator(why.clone()));
+    }
+    if scn.protocol == schema::ProtocolName::Nvmeof {
+        // Remove once the host-view checks know NVMe: today they read identities from
+        // `device/wwid` and paths from `/dev/disk/by-path` only, so every NVMe attach on a real
+        // host would be reported as a broken `truth` property.
+        out.push(Need::Simulator(NVME_HOST_VIEW.to_owned()));
     }
     for (i, s) in scn.steps.iter().enumerate() {
         if s.action == A::Fault {
@@ -403,6 +579,206 @@ size_mib = 10
         assert_eq!(n, vec![Need::Protocol("iscsi".into()), Need::Hosts(1)]);
     }
 
+    const FC: &str = r#"schema = 1
+name = "t"
+description = "d"
+protocol = "fc"
+
+[[host]]
+name = "compute-1"
+
+[[host.hba]]
+wwpn = "21:00:00:24:ff:7c:00:01"
+fabric = "a"
+pci = "0000:05:00.2"
+
+[[array]]
+name = "array-1"
+fc_ports = [{ wwpn = "0x5006016090203181", fabric = "a" }]
+
+[[step]]
+action = "fault"
+fault = "hba-linkdown"
+wwpn = "21000024FF7C0001"
+"#;
+
+    const NVME: &str = r#"schema = 1
+name = "t"
+description = "d"
+protocol = "nvmeof"
+
+[[host]]
+name = "compute-1"
+nvme = { native_multipath = false }
+
+[[array]]
+name = "array-1"
+nvme_ports = [{ traddr = "10.0.0.1" }]
+subsystem = "shared"
+
+[[step]]
+action = "fault"
+fault = "nvme-port-down"
+portal = "10.0.0.1:4420"
+"#;
+
+    #[test]
+    fn fc_and_nvme_files_parse_with_their_defaults() {
+        let scn = parse("t", FC).unwrap();
+        validate(&scn).unwrap();
+        let hba = &scn.hosts[0].hbas[0];
+        assert_eq!(hba.wwpn, schema::Wwpn(0x2100_0024_ff7c_0001));
+        assert!(hba.zoned && hba.in_initiator_target_map);
+        assert_eq!(hba.port_state, schema::HbaState::Online);
+        assert_eq!(scn.arrays[0].fc_ports[0].wwpn.0, 0x5006_0160_9020_3181);
+        assert_eq!(scn.steps[0].wwpn, Some(schema::Wwpn(0x2100_0024_ff7c_0001)));
+
+        let scn = parse("t", NVME).unwrap();
+        validate(&scn).unwrap();
+        let n = scn.hosts[0].nvme.clone().unwrap();
+        assert!(!n.native_multipath && n.src_addr && n.host_nqn.is_none());
+        let p = &scn.arrays[0].nvme_ports[0];
+        assert_eq!(
+            (p.trsvcid, p.transport),
+            (4420, schema::NvmeTransportName::Tcp)
+        );
+        assert!(needs(&scn).contains(&brick_harness::Need::SharedIqn));
+        assert!(needs(&scn).contains(&brick_harness::Need::Simulator(NVME_HOST_VIEW.into())));
+        assert!(needs(&scn).contains(&brick_harness::Need::Protocol("nvmeof".into())));
+    }
+
+    #[test]
+    fn wwpns_accept_the_usual_spellings_only() {
+        for ok in [
+            "50:06:01:60:90:20:31:81",
+            "0x5006016090203181",
+            "5006016090203181",
+            "50:06:01:60:90:20:31:81".to_uppercase().as_str(),
+        ] {
+            assert_eq!(
+                schema::Wwpn::parse(ok),
+                Some(schema::Wwpn(0x5006_0160_9020_3181)),
+                "{ok}"
+            );
+        }
+        for bad in [
+            "",
+            "0x",
+            "500601609020318",
+            "50:06:01:60:90:20:31",
+            "5006:0160:9020:3181",
+            "zz06016090203181",
+            "0x50060160902031810",
+        ] {
+            assert_eq!(schema::Wwpn::parse(bad), None, "{bad}");
+        }
+        let e = err(&FC.replace("0x5006016090203181", "0x5006"));
+        assert!(e.starts_with("cat/t.toml:16:"), "{e}");
+        assert!(
+            e.contains("array[0].fc_ports[0].wwpn") && e.contains("invalid WWPN"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn protocol_keys_are_required_and_refused_with_a_location() {
+        // FC array without target ports: the error points at its [[array]] header.
+        let e = err(&FC.replace(
+            "fc_ports = [{ wwpn = \"0x5006016090203181\", fabric = \"a\" }]",
+            "",
+        ));
+        assert!(
+            e.starts_with("cat/t.toml:14:1: array[0]: missing field `fc_ports`"),
+            "{e}"
+        );
+        // FC host without an HBA.
+        let no_hba = FC.replace(
+            "[[host.hba]]\nwwpn = \"21:00:00:24:ff:7c:00:01\"\nfabric = \"a\"\npci = \"0000:05:00.2\"\n",
+            "",
+        );
+        let e = err(&no_hba.replace("wwpn = \"21000024FF7C0001\"\n", ""));
+        assert!(
+            e.starts_with("cat/t.toml:6:1: host[0]: missing `[[host.hba]]`"),
+            "{e}"
+        );
+        // iSCSI portals on an NVMe array, NVMe keys on an iSCSI array, HBAs on an NVMe host.
+        let e = err(&NVME.replace("subsystem = \"shared\"", "portals = [\"10.0.2.2:3260\"]"));
+        assert!(e.contains("array[0]: `portals` is for iSCSI"), "{e}");
+        let e = err(&GOOD.replace("[[step]]", "subsystem = \"shared\"\n\n[[step]]"));
+        assert!(e.starts_with("cat/t.toml:8:1: array[0]: `subsystem"), "{e}");
+        let e = err(&NVME.replace(
+            "nvme = { native_multipath = false }",
+            "[[host.hba]]\nwwpn = \"0x21000024ff7c0001\"\nfabric = \"a\"\npci = \"0000:05:00.2\"",
+        ));
+        assert!(e.contains("host[0]: `hba` is for FC"), "{e}");
+        // Unknown keys inside the new tables are still refused.
+        let e = err(&FC.replace("pci = \"0000:05:00.2\"", "pci = \"0000:05:00.2\"\nslot = 3"));
+        assert!(
+            e.contains("unknown field `slot`") && e.contains("host[0].hba[0]"),
+            "{e}"
+        );
+        let e = err(&NVME.replace("native_multipath = false", "native_multipth = false"));
+        assert!(e.contains("unknown field `native_multipth`"), "{e}");
+    }
+
+    #[test]
+    fn faults_belong_to_their_protocol() {
+        let scn = parse(
+            "t",
+            &GOOD.replace(
+                "action = \"create\"\nvolume = \"A\"",
+                "action = \"fault\"\nfault = \"hba-linkdown\"",
+            ),
+        )
+        .unwrap();
+        let e = validate(&scn).unwrap_err().to_string();
+        assert!(e.contains("`hba-linkdown` is for protocol fc"), "{e}");
+        let scn = parse("t", &FC.replace("21000024FF7C0001", "21000024FF7C0009")).unwrap();
+        let e = validate(&scn).unwrap_err().to_string();
+        assert!(e.contains("has no HBA 0x21000024ff7c0009"), "{e}");
+        let scn = parse("t", &NVME.replace("10.0.0.1:4420", "10.0.0.1")).unwrap();
+        let e = validate(&scn).unwrap_err().to_string();
+        assert!(e.contains("not `traddr:trsvcid`"), "{e}");
+        let scn = parse(
+            "t",
+            &NVME.replace(
+                "fault = \"nvme-port-down\"\nportal = \"10.0.0.1:4420\"",
+                "fault = \"namespace-appears\"",
+            ),
+        )
+        .unwrap();
+        let e = validate(&scn).unwrap_err().to_string();
+        assert!(e.contains("`namespace-appears` needs `volume`"), "{e}");
+    }
+
+    #[test]
+    fn simulator_only_fabric_settings_are_needs() {
+        use brick_harness::Need;
+        let text = FC.replace(
+            "pci = \"0000:05:00.2\"",
+            "pci = \"0000:05:00.2\"\nzoned = false",
+        );
+        let n = needs(&parse("t", &text).unwrap());
+        assert!(
+            n.iter()
+                .any(|x| matches!(x, Need::Simulator(w) if w.contains("is not zoned"))),
+            "{n:?}"
+        );
+        let builtin = builtin().unwrap();
+        let by = |n: &str| builtin.iter().find(|s| s.name == n).unwrap();
+        let n = needs(by("fc-single-attach-detach"));
+        assert_eq!(n, vec![Need::Protocol("fc".into()), Need::Hosts(1)]);
+        let n = needs(by("nvmeof-single-attach-detach"));
+        assert_eq!(
+            n,
+            vec![
+                Need::Protocol("nvmeof".into()),
+                Need::Hosts(1),
+                Need::Simulator(NVME_HOST_VIEW.into())
+            ]
+        );
+    }
+
     #[test]
     fn the_builtin_catalogue_is_valid_and_large_enough() {
         let all = builtin().unwrap();
@@ -414,5 +790,17 @@ size_mib = 10
         names.sort();
         names.dedup();
         assert_eq!(names.len(), all.len(), "scenario names are unique");
+        for proto in [
+            schema::ProtocolName::Iscsi,
+            schema::ProtocolName::Fc,
+            schema::ProtocolName::Nvmeof,
+        ] {
+            let n = all.iter().filter(|s| s.protocol == proto).count();
+            assert!(n >= 3, "{} has {n} scenarios", proto.as_str());
+        }
+        for (file, _) in BUILTIN {
+            let scn = all.iter().find(|s| format!("{}.toml", s.name) == *file);
+            assert!(scn.is_some(), "{file}: the name is the file name");
+        }
     }
 }

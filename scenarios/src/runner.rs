@@ -7,11 +7,17 @@ use std::path::Path;
 
 use brick_connectors::DisconnectOptions;
 use brick_harness::{Lab, LabHostSpec, Target, Tier, Violation};
-use brick_sim_target::{ArraySpec, IdentityPolicy, IqnMode};
+use brick_sim_target::{
+    ArraySpec, ArrayTransport, FcHbaSpec, FcPortState, FcTargetPort, IdentityPolicy, IqnMode,
+    NvmePort, NvmeTransport,
+};
 use serde::Serialize;
 
 use crate::error::ScenarioError;
-use crate::schema::{Action, IdentityStyle, IqnStyle, Scenario, Step};
+use crate::faults::Undo;
+use crate::schema::{
+    Action, HbaState, IdentityStyle, IqnStyle, NvmeTransportName, ProtocolName, Scenario, Step,
+};
 use crate::snapshot::{HostSummary, StepSnapshot, orphan_paths, summarize};
 
 /// What happened at one step.
@@ -124,6 +130,10 @@ fn is_interesting(line: &str) -> bool {
 
 /// Builds the lab a scenario describes. With `roots`, each host is materialized under
 /// `roots/<host name>` and kept; otherwise under temporary directories.
+///
+/// FC: every HBA with `zoned` (the default) is zoned with every target port on its fabric;
+/// HBAs with `in_initiator_target_map = false` are left out of the connection properties'
+/// initiator-target map.
 pub fn build_lab(scn: &Scenario, roots: Option<&Path>) -> Result<Lab, ScenarioError> {
     let mut lab = Lab::new(scn.seed);
     for h in &scn.hosts {
@@ -136,26 +146,99 @@ pub fn build_lab(scn: &Scenario, roots: Option<&Path>) -> Result<Lab, ScenarioEr
         if let Some(ms) = h.udev_delay_ms {
             spec.sim.udev_delay = std::time::Duration::from_millis(ms);
         }
+        for hba in &h.hbas {
+            let mut sim = FcHbaSpec::new(hba.wwpn.0, &hba.fabric, &hba.pci);
+            if let Some(p) = &hba.platform {
+                sim = sim.behind_platform(p);
+            }
+            sim.port_state = match hba.port_state {
+                HbaState::Online => FcPortState::Online,
+                HbaState::Linkdown => FcPortState::Linkdown,
+                HbaState::Offline => FcPortState::Offline,
+            };
+            spec.sim = spec.sim.with_fc_hba(sim);
+        }
+        if scn.protocol == ProtocolName::Nvmeof {
+            spec.sim = spec.sim.with_nvme();
+            let def = h.nvme.clone().unwrap_or_default();
+            if let Some(n) = spec.sim.nvme.as_mut() {
+                n.native_multipath = def.native_multipath;
+                n.src_addr = def.src_addr;
+                if let Some(nqn) = def.host_nqn {
+                    n.hostnqn = nqn;
+                }
+            }
+        }
         match roots {
             Some(dir) => lab.add_host_at(spec, &dir.join(&h.name))?,
             None => lab.add_host(spec)?,
         }
+        for hba in h.hbas.iter().filter(|b| !b.in_initiator_target_map) {
+            lab.exclude_from_initiator_target_map(&h.name, hba.wwpn.0);
+        }
     }
     for a in &scn.arrays {
-        let mut spec = ArraySpec::new(&a.name, a.portals.clone());
-        spec.iqn_mode = match a.iqn {
-            IqnStyle::PerVolume => IqnMode::PerVolume {
-                prefix: a
-                    .iqn_name
-                    .clone()
-                    .unwrap_or_else(|| "iqn.2010-10.org.openstack:volume-".to_owned()),
+        let mut spec = match scn.protocol {
+            ProtocolName::Iscsi => ArraySpec::new(&a.name, a.portals.clone()),
+            ProtocolName::Fc => ArraySpec::fc(
+                &a.name,
+                a.fc_ports
+                    .iter()
+                    .map(|p| FcTargetPort::new(p.wwpn.0, &p.fabric))
+                    .collect(),
+            ),
+            ProtocolName::Nvmeof => {
+                let mut spec = ArraySpec::nvme(
+                    &a.name,
+                    a.nvme_ports
+                        .iter()
+                        .map(|p| NvmePort {
+                            traddr: p.traddr.clone(),
+                            trsvcid: p.trsvcid,
+                            transport: match p.transport {
+                                NvmeTransportName::Tcp => NvmeTransport::Tcp,
+                                NvmeTransportName::Rdma => NvmeTransport::Rdma,
+                            },
+                        })
+                        .collect(),
+                );
+                if let ArrayTransport::Nvme(n) = &mut spec.transport {
+                    n.aen = a.aen.unwrap_or(true);
+                }
+                spec
+            }
+        };
+        spec.iqn_mode = match scn.protocol {
+            ProtocolName::Iscsi => match a.iqn {
+                IqnStyle::PerVolume => IqnMode::PerVolume {
+                    prefix: a
+                        .iqn_name
+                        .clone()
+                        .unwrap_or_else(|| "iqn.2010-10.org.openstack:volume-".to_owned()),
+                },
+                IqnStyle::Shared => IqnMode::Shared {
+                    iqn: a
+                        .iqn_name
+                        .clone()
+                        .unwrap_or_else(|| format!("iqn.2010-10.org.openstack:{}", a.name)),
+                },
             },
-            IqnStyle::Shared => IqnMode::Shared {
-                iqn: a
-                    .iqn_name
-                    .clone()
-                    .unwrap_or_else(|| format!("iqn.2010-10.org.openstack:{}", a.name)),
+            ProtocolName::Nvmeof => match a.subsystem.unwrap_or(IqnStyle::PerVolume) {
+                IqnStyle::PerVolume => IqnMode::PerVolume {
+                    prefix: a
+                        .nqn
+                        .clone()
+                        .unwrap_or_else(|| "nqn.nvme-subsystem-1-".to_owned()),
+                },
+                IqnStyle::Shared => IqnMode::Shared {
+                    iqn: a
+                        .nqn
+                        .clone()
+                        .unwrap_or_else(|| format!("nqn.2010-10.org.openstack:{}", a.name)),
+                },
             },
+            // FC has no target names: the array's single LUN map.
+            ProtocolName::Fc => spec.iqn_mode.clone(),
         };
         spec.identity = match a.identity {
             IdentityStyle::Fresh => IdentityPolicy::Fresh,
@@ -165,6 +248,15 @@ pub fn build_lab(scn: &Scenario, roots: Option<&Path>) -> Result<Lab, ScenarioEr
             spec.first_lun = first;
         }
         lab.add_array(spec)?;
+    }
+    for h in &scn.hosts {
+        for hba in h.hbas.iter().filter(|b| b.zoned) {
+            for a in &scn.arrays {
+                for p in a.fc_ports.iter().filter(|p| p.fabric == hba.fabric) {
+                    lab.zone_ports(hba.wwpn.0, p.wwpn.0)?;
+                }
+            }
+        }
     }
     Ok(lab)
 }
@@ -298,6 +390,8 @@ struct RunState {
     existing: BTreeSet<String>,
     /// Hosts each volume is (or last was) mapped to, with the LUN it got.
     mapped: BTreeMap<String, BTreeMap<String, Option<u64>>>,
+    /// What `clear-faults` must undo beyond the simulator's fault list.
+    undo: Vec<Undo>,
 }
 
 fn summary(target: &dyn Target, host: &str, state: &RunState) -> HostSummary {
@@ -345,7 +439,8 @@ fn array_of<'a>(scn: &'a Scenario, step: &'a Step) -> &'a str {
         .unwrap_or_default()
 }
 
-/// The LUN in os-brick iSCSI properties (`target_lun`, or the first of `target_luns`).
+/// The LUN in os-brick properties (`target_lun`, or the first of `target_luns`; the
+/// namespace id `ns_id`, a string or a number, for NVMe-oF).
 fn lun_of(props: &serde_json::Value) -> Option<u64> {
     let data = props.get("data").unwrap_or(props);
     data.get("target_lun")
@@ -355,6 +450,20 @@ fn lun_of(props: &serde_json::Value) -> Option<u64> {
                 .and_then(|l| l.get(0))
                 .and_then(serde_json::Value::as_u64)
         })
+        .or_else(|| {
+            data.get("ns_id").and_then(|n| {
+                n.as_u64()
+                    .or_else(|| n.as_str().and_then(|s| s.trim().parse().ok()))
+            })
+        })
+}
+
+/// What the protocol calls the number a volume gets in its target: `LUN`, or `nsid`.
+fn lun_word(scn: &Scenario) -> &'static str {
+    match scn.protocol {
+        ProtocolName::Nvmeof => "nsid",
+        ProtocolName::Iscsi | ProtocolName::Fc => "LUN",
+    }
 }
 
 fn map_volume(
@@ -427,7 +536,7 @@ fn run_step(
         Action::Map => (
             format!("map {vol} to {host}"),
             map_volume(target, state, vol, host).map(|lun| match lun {
-                Some(l) => format!("ok (LUN {l})"),
+                Some(l) => format!("ok ({} {l})", lun_word(scn)),
                 None => "ok".to_owned(),
             }),
         ),
@@ -495,16 +604,27 @@ fn run_step(
         Action::Fault => {
             let name = step.fault.as_deref().unwrap_or_default();
             let r = match target.lab_mut() {
-                Some(lab) => crate::faults::inject(lab, scn, step, host).map(ok),
+                Some(lab) => crate::faults::inject(lab, scn, step, host).map(|u| {
+                    if u != Undo::Nothing {
+                        state.undo.push(u);
+                    }
+                    "ok".to_owned()
+                }),
                 None => Err(format!("fault `{name}` needs the simulator")),
             };
             (format!("inject fault {name} on {host}"), r)
         }
         Action::ClearFaults => {
+            let mut r = Ok("ok".to_owned());
             if let Some(lab) = target.lab_mut() {
                 lab.clear_faults();
+                for u in std::mem::take(&mut state.undo) {
+                    if let Err(e) = crate::faults::undo(lab, &u) {
+                        r = Err(e);
+                    }
+                }
             }
-            ("clear faults".into(), Ok("ok".into()))
+            ("clear faults".into(), r)
         }
         Action::Settle => ("settle".into(), target.settle().map(ok).map_err(err)),
     }
@@ -561,7 +681,8 @@ fn reuse(
             ));
         }
         out.push(format!(
-            "{host}: LUN {}",
+            "{host}: {} {}",
+            lun_word(scn),
             new.map_or("?".to_owned(), |l| l.to_string())
         ));
     }
@@ -594,6 +715,25 @@ fn migrate(
         m.remove(from);
     }
     Ok(format!("attached on {to}: {}", device_text(&dev)))
+}
+
+/// The identity of an attached device: what the connector returned (`scsi_wwn`, then
+/// `multipath_id`), else the device's sysfs `wwid` (NVMe-oF returns none, as os-brick).
+fn device_identity(
+    target: &dyn Target,
+    host: &str,
+    d: &brick_connectors::DeviceInfo,
+) -> Option<String> {
+    if let Some(w) = d.scsi_wwn.as_ref().or(d.multipath_id.as_ref()) {
+        return Some(w.as_str().to_owned());
+    }
+    let port = target.port(host).ok()?;
+    let fs = brick_connectors::HostFs::of(port);
+    let name = d.path.as_str().rsplit('/').next()?;
+    ["wwid", "device/wwid"].iter().find_map(|attr| {
+        let p = brick_connectors::HostPath::new(&format!("/sys/block/{name}/{attr}")).ok()?;
+        fs.read_attr(&p).ok().flatten().map(|s| s.trim().to_owned())
+    })
 }
 
 /// Checks a step's expectations; `Err` explains the first that failed.
@@ -713,7 +853,7 @@ fn judge(
         let wwid = target.identity(owner).map_err(|e| e.to_string())?;
         let got = target
             .attached_device(vol, &on)
-            .and_then(|d| d.scsi_wwn.map(|w| w.as_str().to_owned()));
+            .and_then(|d| device_identity(target, &on, &d));
         if got.as_deref() != Some(wwid.as_str()) {
             return Err(format!(
                 "attach returned a device with wwid {}, expected volume {owner}'s {wwid}",

@@ -114,6 +114,135 @@ pub struct HostDef {
     /// How long udev takes to process an event, in milliseconds.
     #[serde(default)]
     pub udev_delay_ms: Option<u64>,
+    /// Fibre Channel HBA ports (`[[host.hba]]`; protocol `fc`, at least one).
+    #[serde(default, rename = "hba")]
+    pub hbas: Vec<HbaDef>,
+    /// NVMe-oF initiator settings (`[host.nvme]`; protocol `nvmeof`, defaults when absent).
+    #[serde(default)]
+    pub nvme: Option<NvmeHostDef>,
+}
+
+/// A World Wide Port Name: written `"50:06:01:60:90:20:31:81"`, `"0x5006016090203181"` or
+/// `"5006016090203181"` (16 hex digits, any case).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Wwpn(pub u64);
+
+impl Wwpn {
+    /// Parses the forms above; `None` for anything else.
+    pub fn parse(text: &str) -> Option<Self> {
+        let t = text.trim();
+        let t = t
+            .strip_prefix("0x")
+            .or_else(|| t.strip_prefix("0X"))
+            .unwrap_or(t);
+        let hex: String = if t.contains(':') {
+            let parts: Vec<&str> = t.split(':').collect();
+            if parts.len() != 8 || parts.iter().any(|p| p.len() != 2) {
+                return None;
+            }
+            parts.concat()
+        } else {
+            t.to_owned()
+        };
+        if hex.len() != 16 || !hex.chars().all(|c| c.is_ascii_hexdigit()) {
+            return None;
+        }
+        u64::from_str_radix(&hex, 16).ok().map(Self)
+    }
+}
+
+impl std::fmt::Display for Wwpn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "0x{:016x}", self.0)
+    }
+}
+
+impl Serialize for Wwpn {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.to_string())
+    }
+}
+
+impl<'de> Deserialize<'de> for Wwpn {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        Self::parse(&text).ok_or_else(|| {
+            serde::de::Error::custom(format!(
+                "invalid WWPN {text:?}: expected 16 hex digits, as \"50:06:01:60:90:20:31:81\" or \"0x5006016090203181\""
+            ))
+        })
+    }
+}
+
+/// The state of an HBA port at boot (`fc_host/hostH/port_state`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum HbaState {
+    /// `Online` (the default).
+    #[default]
+    Online,
+    /// `Linkdown`: cable pulled, switch port disabled.
+    Linkdown,
+    /// `Offline`.
+    Offline,
+}
+
+/// One FC HBA port of a host (`[[host.hba]]`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HbaDef {
+    /// The port's WWPN (`fc_host/hostH/port_name`).
+    pub wwpn: Wwpn,
+    /// The fabric (SAN) it is cabled to; zoning only joins ports of one fabric.
+    pub fabric: String,
+    /// The HBA's PCI function, `0000:05:00.2` (the `pci-...` part of by-path names).
+    pub pci: String,
+    /// A platform bus in front of the PCI root (`smb/smb:motherboard/80040000000.peu0-c0`):
+    /// by-path names get the `platform-...-` prefix.
+    #[serde(default)]
+    pub platform: Option<String>,
+    /// The port state at boot (default `online`).
+    #[serde(default)]
+    pub port_state: HbaState,
+    /// Zoned with every array target port on its fabric (default true); `false`: the fabric
+    /// lets it see no target port.
+    #[serde(default = "yes")]
+    pub zoned: bool,
+    /// Listed in the `initiator_target_map` of the connection properties (default true);
+    /// `false`: zoned, so it sees the array, but the map leaves it out, so the connector must
+    /// not scan it.
+    #[serde(default = "yes")]
+    pub in_initiator_target_map: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// A host's NVMe-oF initiator (`[host.nvme]`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NvmeHostDef {
+    /// Native NVMe multipath (`/sys/module/nvme_core/parameters/multipath` = `Y`, default
+    /// true): one `/dev/nvmeXnY` per namespace over every controller.
+    #[serde(default = "yes")]
+    pub native_multipath: bool,
+    /// The kernel shows `,src_addr=<host ip>` in a controller's `address` (default true).
+    #[serde(default = "yes")]
+    pub src_addr: bool,
+    /// `/etc/nvme/hostnqn` (default: derived from the host name).
+    #[serde(default)]
+    pub host_nqn: Option<String>,
+}
+
+impl Default for NvmeHostDef {
+    fn default() -> Self {
+        Self {
+            native_multipath: true,
+            src_addr: true,
+            host_nqn: None,
+        }
+    }
 }
 
 /// How an array names its iSCSI targets.
@@ -142,7 +271,8 @@ pub enum IdentityStyle {
 pub struct ArrayDef {
     /// Array name.
     pub name: String,
-    /// Portals, `ip:port` or `[v6]:port`.
+    /// iSCSI portals, `ip:port` or `[v6]:port` (required for `iscsi`, refused otherwise).
+    #[serde(default)]
     pub portals: Vec<String>,
     /// Target naming.
     #[serde(default = "default_iqn_style")]
@@ -156,6 +286,62 @@ pub struct ArrayDef {
     /// The first LUN id handed out (default 1; some arrays start at 0).
     #[serde(default)]
     pub first_lun: Option<u64>,
+    /// FC target ports (required for `fc`): every port presents every LUN mapped to a host.
+    #[serde(default)]
+    pub fc_ports: Vec<FcPortDef>,
+    /// NVMe-oF ports (required for `nvmeof`): every subsystem is reachable on every port.
+    #[serde(default)]
+    pub nvme_ports: Vec<NvmePortDef>,
+    /// NVMe-oF subsystems: `per-volume` (default) or `shared` (one subsystem, one namespace
+    /// per volume).
+    #[serde(default)]
+    pub subsystem: Option<IqnStyle>,
+    /// The shared subsystem NQN, or the per-volume NQN prefix.
+    #[serde(default)]
+    pub nqn: Option<String>,
+    /// NVMe-oF: the array sends namespace-change AENs, so hosts rescan by themselves
+    /// (default true; `false`: a host keeps its view of a namespace until it rescans).
+    #[serde(default)]
+    pub aen: Option<bool>,
+}
+
+/// An FC target port of an array.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FcPortDef {
+    /// The port's WWPN.
+    pub wwpn: Wwpn,
+    /// The fabric it is cabled to.
+    pub fabric: String,
+}
+
+/// An NVMe-oF transport.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NvmeTransportName {
+    /// NVMe/TCP (the default).
+    #[default]
+    Tcp,
+    /// NVMe/RDMA.
+    Rdma,
+}
+
+/// An NVMe-oF port of an array.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NvmePortDef {
+    /// Transport address (IP).
+    pub traddr: String,
+    /// Transport service id (default 4420).
+    #[serde(default = "default_trsvcid")]
+    pub trsvcid: u16,
+    /// Transport (default `tcp`).
+    #[serde(default)]
+    pub transport: NvmeTransportName,
+}
+
+fn default_trsvcid() -> u16 {
+    4420
 }
 
 fn default_iqn_style() -> IqnStyle {
@@ -210,9 +396,13 @@ pub struct Step {
     /// `fault`: which fault to inject (see `faults::FAULTS`).
     #[serde(default)]
     pub fault: Option<String>,
-    /// `fault = "path-down"`: the portal to take down (default: the array's first).
+    /// `fault = "path-down"`: the portal to take down (default: the array's first);
+    /// `fault = "nvme-port-down"`: the port, `traddr:trsvcid` (default: the array's first).
     #[serde(default)]
     pub portal: Option<String>,
+    /// `fault = "hba-linkdown"`: the host HBA whose link goes down (default: its first).
+    #[serde(default)]
+    pub wwpn: Option<Wwpn>,
     /// Counted faults: how many times the fault fires before it disarms (default: until
     /// `clear-faults`).
     #[serde(default)]

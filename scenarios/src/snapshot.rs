@@ -22,12 +22,23 @@ pub struct HostSummary {
     pub paths: BTreeMap<String, Vec<String>>,
     /// The orphan report: `<reason> <path>` (orphans present before the scenario excluded).
     pub orphans: Vec<String>,
+    /// Fibre Channel HBAs (`hostH port_name=... port_state=...`) and remote ports
+    /// (`rport-H:0-N port_name=... roles=... scsi_target_id=... port_state=...`); absent
+    /// without FC.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub fc: Vec<String>,
+    /// NVMe controllers (`nvmeN <transport> <address> state=... nqn=...`) and subsystems
+    /// (`nvme-subsysS nqn=... controllers=[...]`); absent without NVMe.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub nvme: Vec<String>,
 }
 
 impl HostSummary {
-    /// Whether the host holds no SCSI disk, dm map, session or by-path link.
+    /// Whether the host holds no SCSI disk, NVMe namespace or controller, dm map, session or
+    /// by-path link (FC HBAs and remote ports belong to the fabric, not to volumes).
     pub fn is_clean(&self) -> bool {
         self.sessions.is_empty()
+            && self.nvme.is_empty()
             && self.block.iter().all(|b| !is_volume_device(b))
             && !self
                 .links
@@ -105,8 +116,14 @@ pub fn summarize(host: &dyn Host, baseline: &BTreeSet<String>) -> HostSummary {
         if let Some(w) = wwid {
             line.push_str(&format!(" wwid={w}"));
         }
+        if let Some(nsid) = attr(&format!("{base}/nsid")) {
+            line.push_str(&format!(" nsid={nsid}"));
+        }
         if let Some(state) = attr(&format!("{base}/device/state")) {
             line.push_str(&format!(" state={state}"));
+        }
+        if attr(&format!("{base}/hidden")).as_deref() == Some("1") {
+            line.push_str(" hidden");
         }
         for rel in ["holders", "slaves"] {
             let mut items = list(&format!("{base}/{rel}"));
@@ -140,6 +157,54 @@ pub fn summarize(host: &dyn Host, baseline: &BTreeSet<String>) -> HostSummary {
         }
     }
     out.links.sort();
+
+    for h in list("/sys/class/fc_host") {
+        let base = format!("/sys/class/fc_host/{h}");
+        out.fc.push(format!(
+            "{h} port_name={} port_state={}",
+            attr(&format!("{base}/port_name")).unwrap_or_else(|| "?".into()),
+            attr(&format!("{base}/port_state")).unwrap_or_else(|| "?".into()),
+        ));
+    }
+    for r in list("/sys/class/fc_remote_ports") {
+        let base = format!("/sys/class/fc_remote_ports/{r}");
+        out.fc.push(format!(
+            "{r} port_name={} roles={} scsi_target_id={} port_state={}",
+            attr(&format!("{base}/port_name")).unwrap_or_else(|| "?".into()),
+            attr(&format!("{base}/roles")).unwrap_or_else(|| "?".into()),
+            attr(&format!("{base}/scsi_target_id")).unwrap_or_else(|| "?".into()),
+            attr(&format!("{base}/port_state")).unwrap_or_else(|| "?".into()),
+        ));
+    }
+    out.fc.sort();
+
+    for c in list("/sys/class/nvme") {
+        let base = format!("/sys/class/nvme/{c}");
+        out.nvme.push(format!(
+            "{c} {} {} state={} nqn={}",
+            attr(&format!("{base}/transport")).unwrap_or_else(|| "?".into()),
+            attr(&format!("{base}/address")).unwrap_or_else(|| "?".into()),
+            attr(&format!("{base}/state")).unwrap_or_else(|| "?".into()),
+            attr(&format!("{base}/subsysnqn")).unwrap_or_else(|| "?".into()),
+        ));
+    }
+    for sub in list("/sys/class/nvme-subsystem") {
+        let base = format!("/sys/class/nvme-subsystem/{sub}");
+        let mut ctrls: Vec<String> = list(&base)
+            .into_iter()
+            .filter(|n| {
+                n.strip_prefix("nvme")
+                    .is_some_and(|d| !d.is_empty() && d.chars().all(|c| c.is_ascii_digit()))
+            })
+            .collect();
+        ctrls.sort();
+        out.nvme.push(format!(
+            "{sub} nqn={} controllers=[{}]",
+            attr(&format!("{base}/subsysnqn")).unwrap_or_else(|| "?".into()),
+            ctrls.join(",")
+        ));
+    }
+    out.nvme.sort();
 
     for o in find_orphans(host).orphans {
         if baseline.contains(o.path.as_str()) {

@@ -39,6 +39,30 @@ pub enum IdentityPolicy {
     ReuseOnLun,
 }
 
+/// How an array builds the identity a LUN reports (VPD pages 0x80 and 0x83). Real arrays
+/// differ in exactly this, and the host's udev links follow: one `/dev/disk/by-id/scsi-*` link
+/// per designator (os-brick's WWN detection reads them; a LUN with several designators is
+/// os-brick bug 1881608).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum IdStyle {
+    /// LIO-like: a random NAA-6 id (`6001405` + 25 hex digits) and unit serial per volume.
+    /// VPD 0x83 holds a T10 vendor-id designator (vendor padded to 8, then `<model>:<serial>`)
+    /// and the NAA-6 designator; VPD 0x80 is the bare serial.
+    #[default]
+    Lio,
+    /// tgt-like (`tgtd`): every id is computed from the target id and the LUN, so it belongs
+    /// to the (target, LUN) pair, not to the volume. SCSI id `IET     <tid:04x><lun:04x>`,
+    /// serial `beaf<tid><lun>` (decimal), VPD 0x80 right-justified in 36 spaces, VPD 0x83 with
+    /// three designators: T10 vendor id (the SCSI id, NUL-padded to 36), NAA-3 local
+    /// (`3` + `tid << 32 | lun`) and NAA-6 (the SCSI id read as hex digits, e.g.
+    /// `60000000000000000e00000000010001`).
+    Tgt {
+        /// Target id of the array's first target (`tgtadm --tid`, at least 1); later targets
+        /// count up from it.
+        first_tid: u32,
+    },
+}
+
 /// How an array is built.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ArraySpec {
@@ -60,6 +84,9 @@ pub struct ArraySpec {
     pub vendor: String,
     /// INQUIRY model (up to 16 chars).
     pub model: String,
+    /// How LUN identities (VPD 0x80/0x83) are built.
+    #[serde(default)]
+    pub id_style: IdStyle,
     /// How hosts reach the array: iSCSI through `portals` (the default), FC target ports, or
     /// NVMe-oF ports.
     #[serde(default)]
@@ -112,8 +139,22 @@ impl ArraySpec {
             lun0_controller: false,
             vendor: "LIO-ORG".to_owned(),
             model: "IBLOCK".to_owned(),
+            id_style: IdStyle::Lio,
             transport: ArrayTransport::Iscsi,
         }
+    }
+
+    /// A tgt-like iSCSI array (`tgtd`): per-volume IQNs, LUNs from 1, a LUN 0 controller on
+    /// every target, INQUIRY `IET`/`VIRTUAL-DISK`, identities computed from (target id, LUN)
+    /// with target ids from 1 ([`IdStyle::Tgt`]).
+    pub fn tgt(name: impl Into<String>, portals: Vec<String>) -> Self {
+        let mut spec = Self::new(name, portals);
+        spec.lun0_controller = true;
+        spec.vendor = "IET".to_owned();
+        spec.model = "VIRTUAL-DISK".to_owned();
+        spec.identity = IdentityPolicy::ReuseOnLun;
+        spec.id_style = IdStyle::Tgt { first_tid: 1 };
+        spec
     }
 
     /// An FC array with these target ports: LUNs from 1, fresh identities, INQUIRY
@@ -161,6 +202,14 @@ pub(crate) struct Identity {
     pub(crate) naa: String,
     /// Unit serial number (VPD page 0x80).
     pub(crate) serial: String,
+    /// The T10 vendor-id designator of VPD 0x83 as sent; `None`: the device's INQUIRY vendor
+    /// padded to 8, then `<model>:<serial>` (LIO).
+    pub(crate) t10: Option<Vec<u8>>,
+    /// A NAA-3 (locally assigned) designator, 16 hex digits (tgt).
+    pub(crate) naa_local: Option<String>,
+    /// Width of the VPD 0x80 serial field (serial right-justified in spaces); `None`: the
+    /// serial exactly.
+    pub(crate) serial_width: Option<usize>,
 }
 
 impl Identity {
@@ -231,12 +280,16 @@ impl ArrayState {
             .iter()
             .filter_map(|p| Portal::parse(p))
             .collect();
+        let next_tid = match spec.id_style {
+            IdStyle::Tgt { first_tid } => first_tid,
+            IdStyle::Lio => 1,
+        };
         let mut this = Self {
             spec,
             portals,
             targets: BTreeMap::new(),
             lun_identity: BTreeMap::new(),
-            next_tid: 1,
+            next_tid,
         };
         if let IqnMode::Shared { iqn } = this.spec.iqn_mode.clone() {
             this.ensure_target(&iqn);
@@ -349,11 +402,22 @@ impl ArrayState {
         out.into_iter().collect()
     }
 
+    /// tgt's LUN 0 controller: its identity is computed like any tgt LUN's.
     pub(crate) fn controller_identity(&self, iqn: &str) -> Identity {
-        let tid = self.targets.get(iqn).map_or(0, |t| t.tid);
-        Identity {
-            naa: format!("60000000000000000e{tid:08x}{:06x}", 0),
-            serial: format!("beaf{tid}0"),
+        tgt_identity(self.tid_of(iqn), 0)
+    }
+
+    /// The target id of `iqn` (0 if the target does not exist).
+    pub(crate) fn tid_of(&self, iqn: &str) -> u32 {
+        self.targets.get(iqn).map_or(0, |t| t.tid)
+    }
+
+    /// The identity computed from where a LUN sits, for arrays whose ids are not the
+    /// volume's own ([`IdStyle::Tgt`]); `None` for LIO-like arrays.
+    pub(crate) fn computed_identity(&self, iqn: &str, lun: u64) -> Option<Identity> {
+        match self.spec.id_style {
+            IdStyle::Lio => None,
+            IdStyle::Tgt { .. } => Some(tgt_identity(self.tid_of(iqn), lun)),
         }
     }
 
@@ -393,6 +457,41 @@ pub(crate) fn fresh_identity(rng: &mut SplitMix64) -> Identity {
     Identity {
         naa: format!("6001405{}", &hex[..25]),
         serial: hex[16..32].to_owned(),
+        t10: None,
+        naa_local: None,
+        serial_width: None,
+    }
+}
+
+/// Width of tgt's SCSI id and serial fields (`SCSI_ID_LEN`, `SCSI_SN_LEN`).
+const TGT_FIELD_LEN: usize = 36;
+
+/// The identity `tgtd` reports for LUN `lun` of target `tid` (see [`IdStyle::Tgt`]).
+pub(crate) fn tgt_identity(tid: u32, lun: u64) -> Identity {
+    let scsi_id = format!("IET     {tid:04x}{lun:04x}");
+    // NAA-6: the SCSI id read one character at a time as a hex digit (anything else counts
+    // 0) into a 128-bit value, then the top nibble set to 6.
+    let digits: Vec<char> = scsi_id
+        .chars()
+        .map(|c| {
+            if c.is_ascii_hexdigit() {
+                c.to_ascii_lowercase()
+            } else {
+                '0'
+            }
+        })
+        .collect();
+    let tail: String = digits[digits.len().saturating_sub(31)..].iter().collect();
+    let naa = format!("6{tail:0>31}");
+    let numeric = (u64::from(tid) << 32) | lun;
+    let mut t10 = scsi_id.into_bytes();
+    t10.resize(TGT_FIELD_LEN, 0);
+    Identity {
+        naa,
+        serial: format!("beaf{tid}{lun}"),
+        t10: Some(t10),
+        naa_local: Some(format!("{:016x}", numeric | (3 << 60))),
+        serial_width: Some(TGT_FIELD_LEN),
     }
 }
 
@@ -431,6 +530,45 @@ mod tests {
         assert_eq!(a.kernel_lun(1), 16385);
         assert_eq!(a.array_lun(16385), Some(1));
         assert_eq!(a.array_lun(1), None);
+    }
+
+    #[test]
+    fn tgt_identities_are_computed_from_tid_and_lun() {
+        // The values of the real-kernel captures (tgt 1.0.85).
+        let i = tgt_identity(2, 2);
+        assert_eq!(i.naa, "60000000000000000e00000000020002");
+        assert_eq!(i.naa_local.as_deref(), Some("3000000200000002"));
+        assert_eq!(i.serial, "beaf22");
+        assert_eq!(i.serial_width, Some(36));
+        let t10 = i.t10.unwrap_or_default();
+        assert_eq!(t10.len(), 36);
+        assert!(t10.starts_with(b"IET     00020002\0"));
+        assert_eq!(tgt_identity(1, 0).naa, "60000000000000000e00000000010000");
+        assert_eq!(tgt_identity(1, 0).serial, "beaf10");
+        // Wider ids push the digits left, as tgt's 128-bit shift does.
+        assert_eq!(
+            tgt_identity(0x12345, 1).naa,
+            "6000000000000000e000000123450001"
+        );
+    }
+
+    #[test]
+    fn tgt_arrays_number_targets_from_first_tid() {
+        let mut spec = ArraySpec::tgt("t", vec!["10.0.2.2:3260".into()]);
+        spec.id_style = IdStyle::Tgt { first_tid: 5 };
+        let mut a = ArrayState::new(spec);
+        a.ensure_target("iqn.x:a");
+        a.ensure_target("iqn.x:b");
+        assert_eq!((a.tid_of("iqn.x:a"), a.tid_of("iqn.x:b")), (5, 6));
+        assert_eq!(
+            a.computed_identity("iqn.x:b", 3).map(|i| i.serial),
+            Some("beaf63".to_owned())
+        );
+        assert_eq!(
+            shared(1).computed_identity("iqn.x:t", 1),
+            None,
+            "LIO: the volume's own"
+        );
     }
 
     #[test]

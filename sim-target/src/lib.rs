@@ -48,7 +48,7 @@ mod world;
 #[cfg(test)]
 mod tests;
 
-pub use array::{ArraySpec, ArrayTransport, IdentityPolicy, IqnMode, Mapping, Volume};
+pub use array::{ArraySpec, ArrayTransport, IdStyle, IdentityPolicy, IqnMode, Mapping, Volume};
 pub use faults::{Fault, Times, UdevAction};
 pub use fc::{FcHbaSpec, FcPortState, FcRole, FcTargetPort, HbaTruth, RportTruth};
 pub use ids::{ArrayId, ControlError, Errno, ExecOutput, HostId, SimError, VolumeId};

@@ -122,6 +122,7 @@ impl World {
         if !qualifies {
             return true;
         }
+        let remembered = h.mpd.wwids.contains(&wwid);
         if !h.spec.find_multipaths_strict {
             h.mpd.wwids.insert(wwid.clone());
         }
@@ -145,6 +146,11 @@ impl World {
             None => {
                 let name = self.map_name_for(host, &wwid);
                 self.dm_create(host, &name, &wwid, vec![dev.to_owned()]);
+                // A WWID newly remembered: udev must re-run its rules on the paths it did
+                // not classify as multipath members (`trigger_paths_udev_change`).
+                if !remembered && !self.host_ref(host).udev.mpath_members.contains(dev) {
+                    self.queue_udev(host, crate::udev::Action::Change, dev);
+                }
             }
         }
         true

@@ -337,9 +337,11 @@ fn delete_removes_the_device_now_and_its_links_after_the_udev_delay() {
             .is_none(),
         "target reaped"
     );
+    // by-path, scsi-3, wwn, scsi-S, scsi-1 (sg3-utils, from the T10 designator), by-diskseq,
+    // block/8:0.
     assert_eq!(
         w.stale_links(h).len(),
-        6,
+        7,
         "links wait for udev: {:?}",
         w.stale_links(h)
     );
@@ -581,6 +583,60 @@ fn mp_world(friendly: bool) -> (World, HostId, VolumeId) {
     assert_eq!(login(&mut w, h, SHARED, P2, false).status, 0);
     w.settle();
     (w, h, v)
+}
+
+/// Two paths to one LUN claim the same `scsi-*` links with the same priority: the path udev
+/// processed last owns them. Without multipathd that is the later path; with multipathd the
+/// first path gets a `change` event when its map is created (its WWID was new and udev had not
+/// marked it as a multipath path), which is processed after the second path's `add`, as in
+/// the real multipath-2paths capture.
+#[test]
+fn equal_priority_links_go_to_the_device_udev_processed_last() {
+    let tgt_world = |multipathd: bool| {
+        let mut w = World::new(3);
+        let mut hs = HostSpec::new("h1");
+        hs.multipathd = multipathd;
+        let h = w.add_host(hs);
+        let mut spec = ArraySpec::tgt("tgt", vec![P1.to_owned(), P2.to_owned()]);
+        spec.iqn_mode = IqnMode::Shared {
+            iqn: SHARED.to_owned(),
+        };
+        let a = w.add_array(spec);
+        let v = w.create_volume(a, "v", 32 << 20).unwrap();
+        w.map_volume(v, h).unwrap();
+        assert_eq!(login(&mut w, h, SHARED, P1, false).status, 0);
+        assert_eq!(login(&mut w, h, SHARED, P2, false).status, 0);
+        w.settle();
+        (w, h)
+    };
+    let shared_links = [
+        "/dev/disk/by-id/scsi-1IET_00010001",
+        "/dev/disk/by-id/scsi-33000000100000001",
+        "/dev/disk/by-id/scsi-SIET_VIRTUAL-DISK_beaf11",
+    ];
+    let (w, h) = tgt_world(false);
+    let t = w.tree(h);
+    for l in shared_links {
+        assert_eq!(link(&t, l).as_deref(), Some("../../sdb"), "{l}");
+    }
+    let (mut w, h) = tgt_world(true);
+    let t = w.tree(h);
+    for l in shared_links {
+        assert_eq!(link(&t, l).as_deref(), Some("../../sda"), "{l}");
+    }
+    assert_eq!(
+        link(&t, "/dev/disk/by-id/scsi-360000000000000000e00000000010001").as_deref(),
+        Some("../../dm-0"),
+        "the map's higher priority wins"
+    );
+    // The owner goes: the remaining claimant takes the links over.
+    w.write_control(h, "/sys/block/sda/device/delete", "1")
+        .unwrap();
+    w.settle();
+    let t = w.tree(h);
+    for l in shared_links {
+        assert_eq!(link(&t, l).as_deref(), Some("../../sdb"), "{l}");
+    }
 }
 
 #[test]
@@ -1054,7 +1110,9 @@ mod materialize {
                     Node::Dir { mode } => format!("d {:o}", mode | 0o700),
                     Node::File { mode, content } => format!("f {mode:o} {}", content.len()),
                     Node::Link { target } => format!("l {target}"),
-                    Node::Block { mode, .. } | Node::Char { mode, .. } => format!("f {mode:o} 0"),
+                    Node::Block { mode, .. }
+                    | Node::Char { mode, .. }
+                    | Node::Unreadable { mode, .. } => format!("f {mode:o} 0"),
                 };
                 (p.to_owned(), v)
             })

@@ -251,7 +251,6 @@ impl Tree {
     }
 }
 
-
 /// The raw target sysfs gives a symlink placed in directory `from_dir` that points at `to`
 /// (both absolute): up to the deepest ancestor of `from_dir` that is also an ancestor of
 /// `to`'s parent, then down (`kernfs_get_target_path`). So a link to an ancestor still names

@@ -10,7 +10,11 @@
 //! Links a device claims (as the stock rules plus multipath-tools and sg3-utils rules do):
 //! - sd: `disk/by-path/ip-<ip>:<port>-iscsi-<iqn>-lun-<lun>`, `disk/by-id/scsi-3<naa>`,
 //!   `disk/by-id/wwn-0x<naa>`, `disk/by-id/scsi-S<vendor>_<model>_<serial>`,
-//!   `disk/by-diskseq/<n>`, `block/<maj>:<min>`.
+//!   `disk/by-diskseq/<n>`, `block/<maj>:<min>`, plus one link per logical-unit designator
+//!   of VPD page 0x83 (sg3-utils' `sg_vpd --export` and 58-scsi-sg3_symlink.rules):
+//!   `scsi-1<T10 vendor id>`, `scsi-3<NAA>` (every NAA type), `scsi-2<EUI-64>`,
+//!   `scsi-8<SCSI name>`. Which designators a LUN has is the array's business
+//!   ([`crate::IdStyle`]).
 //! - FC sd: `disk/by-path/[platform-<dev>-]pci-<pci>-fc-0x<target port_name>-lun-<lun>` instead
 //!   of the iSCSI by-path name (see `fc`).
 //! - NVMe (visible disks only): `disk/by-id/nvme-<wwid>`, `nvme-<model>_<serial>[_<nsid>]`,
@@ -18,12 +22,21 @@
 //! - dm-multipath: `mapper/<name>`, `disk/by-id/dm-name-<name>`,
 //!   `disk/by-id/dm-uuid-mpath-<wwid>`, and `scsi-<wwid>` / `wwn-0x<naa>` with a higher link
 //!   priority, so they point at the map while it exists and fall back to an sd after.
+//!
+//! Several devices may claim one link (every path of a multipath LUN claims its `scsi-*`
+//! links). As systemd-udevd's `link_update` does, the highest link priority wins, and among
+//! equal priorities the device whose `add` or `change` event was processed last takes the
+//! link over. multipathd adds such a `change`: when it creates a map for a WWID that was not
+//! yet in its wwids file, it triggers a `change` uevent on every path udev had not marked as a
+//! multipath member (`multipath -u` treats `find_multipaths no` like `strict`), so that udev
+//! re-runs its rules on it (`trigger_paths_udev_change`).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use crate::faults::{Fault, UdevAction};
 use crate::fc::fc_by_path_name;
 use crate::ids::{ControlError, Errno, HostId};
+use crate::kernel::sysfs::vpd83;
 use crate::kernel::{BSG_MAJOR, DM_MAJOR, DevKind, SG_MAJOR};
 use crate::naming::{by_path_name, sd_devt, udev_clean};
 use crate::tree::{Node, Tree};
@@ -51,6 +64,13 @@ pub(crate) struct Claim {
 #[derive(Debug, Clone, Default)]
 pub(crate) struct UdevDb {
     pub(crate) devices: BTreeMap<String, Vec<Claim>>,
+    /// Device name -> when its links were last claimed (order of processed `add`/`change`
+    /// events): with equal priority, the latest claimant owns a link.
+    claimed_at: BTreeMap<String, u64>,
+    /// Counter for `claimed_at`.
+    claims_processed: u64,
+    /// Devices udev last saw as multipath paths (`DM_MULTIPATH_DEVICE_PATH=1`).
+    pub(crate) mpath_members: BTreeSet<String>,
 }
 
 impl World {
@@ -96,10 +116,19 @@ impl World {
         match action {
             Action::Add | Action::Change => {
                 let claims = self.claims_of(host, dev);
+                let member = self.multipath_u(host, dev);
                 let h = self.host_mut(host);
                 match claims {
                     Some(c) => {
-                        h.udev.devices.insert(dev.to_owned(), c);
+                        let db = &mut h.udev;
+                        db.devices.insert(dev.to_owned(), c);
+                        db.claims_processed += 1;
+                        db.claimed_at.insert(dev.to_owned(), db.claims_processed);
+                        if member {
+                            db.mpath_members.insert(dev.to_owned());
+                        } else {
+                            db.mpath_members.remove(dev);
+                        }
                     }
                     // The device is already gone: udev finds no sysfs entry and does nothing.
                     None => return,
@@ -109,10 +138,28 @@ impl World {
                 }
             }
             Action::Remove => {
-                self.host_mut(host).udev.devices.remove(dev);
+                let db = &mut self.host_mut(host).udev;
+                db.devices.remove(dev);
+                db.claimed_at.remove(dev);
+                db.mpath_members.remove(dev);
                 self.mpd_uevent_remove(host, dev);
             }
         }
+    }
+
+    /// `multipath -u <dev>` in multipath.rules: whether udev marks the sd as a multipath path.
+    /// It behaves like `find_multipaths strict` (also for `no`): only a WWID listed in the
+    /// wwids file, or one that already has a map, makes a path.
+    fn multipath_u(&self, host: HostId, dev: &str) -> bool {
+        let h = self.host_ref(host);
+        if !h.mpd.installed {
+            return false;
+        }
+        let Some(d) = h.kernel.disk_by_name(dev) else {
+            return false;
+        };
+        let wwid = d.identity.udev_wwid();
+        h.mpd.wwids.contains(&wwid) || h.kernel.dms.values().any(|m| m.wwid == wwid)
     }
 
     /// The links `dev` claims given the current kernel state (`None` if it does not exist).
@@ -162,6 +209,12 @@ impl World {
                     0,
                 ));
             }
+            for name in sg3_designator_links(&vpd83(d)) {
+                let path = format!("/dev/disk/by-id/{name}");
+                if !c.iter().any(|x| x.path == path) {
+                    c.push(disk(path, 0));
+                }
+            }
             return Some(c);
         }
         let m = k.dm_by_name(dev)?;
@@ -185,22 +238,27 @@ impl World {
     }
 
     /// Every `/dev` link: path -> (raw target, claiming device). Highest priority wins, ties
-    /// go to the lowest device name.
+    /// go to the device that claimed last (see the module doc).
     pub(crate) fn dev_link_table(&self, host: HostId) -> BTreeMap<String, (String, String)> {
-        let mut best: BTreeMap<String, (i32, String, String)> = BTreeMap::new();
-        for (dev, claims) in &self.host_ref(host).udev.devices {
+        let db = &self.host_ref(host).udev;
+        let mut best: BTreeMap<String, (i32, u64, String, String)> = BTreeMap::new();
+        for (dev, claims) in &db.devices {
+            let at = db.claimed_at.get(dev).copied().unwrap_or(0);
             for c in claims {
                 let better = match best.get(&c.path) {
                     None => true,
-                    Some((p, d, _)) => c.priority > *p || (c.priority == *p && dev < d),
+                    Some((p, a, _, _)) => (c.priority, at) > (*p, *a),
                 };
                 if better {
-                    best.insert(c.path.clone(), (c.priority, dev.clone(), c.target.clone()));
+                    best.insert(
+                        c.path.clone(),
+                        (c.priority, at, dev.clone(), c.target.clone()),
+                    );
                 }
             }
         }
         best.into_iter()
-            .map(|(p, (_, dev, target))| (p, (target, dev)))
+            .map(|(p, (_, _, dev, target))| (p, (target, dev)))
             .collect()
     }
 
@@ -320,5 +378,103 @@ impl World {
         for (path, (target, _)) in self.dev_link_table(host) {
             t.link(&path, &target);
         }
+    }
+}
+
+/// The by-id link names 58-scsi-sg3_symlink.rules makes from a VPD page 0x83, as `sg_vpd
+/// --export` reports its logical-unit designators (those associated with a target port or
+/// device are not linked): T10 vendor id -> `scsi-1<id>` (whitespace runs as one `_`, NULs
+/// ending it), NAA of any type -> `scsi-3<hex>`, EUI-64 -> `scsi-2<hex>`, SCSI name string ->
+/// `scsi-8<name>`. A truncated page yields the designators it holds whole.
+pub(crate) fn sg3_designator_links(page: &[u8]) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut rest = page.get(4..).unwrap_or_default();
+    while let [code_set, kind, _, len, tail @ ..] = rest {
+        let Some(value) = tail.get(..usize::from(*len)) else {
+            break;
+        };
+        rest = tail.get(usize::from(*len)..).unwrap_or_default();
+        if (kind >> 4) & 0x3 != 0 {
+            continue;
+        }
+        let hex = || value.iter().map(|b| format!("{b:02x}")).collect::<String>();
+        let text = || encode_whitespaces(value);
+        let name = match (kind & 0x0f, code_set & 0x0f) {
+            (1, _) => format!("scsi-1{}", text()),
+            (2, 1) => format!("scsi-2{}", hex()),
+            (3, 1) => format!("scsi-3{}", hex()),
+            (8, 2 | 3) => format!("scsi-8{}", text()),
+            _ => continue,
+        };
+        if name.len() > 6 && !out.contains(&name) {
+            out.push(name);
+        }
+    }
+    out
+}
+
+/// sg_vpd's whitespace encoding of a text designator: stops at the first NUL, drops leading
+/// and trailing whitespace, turns each inner run of whitespace into one `_`; a `/` (which a
+/// link name cannot hold) becomes `_` too.
+fn encode_whitespaces(value: &[u8]) -> String {
+    let end = value.iter().position(|b| *b == 0).unwrap_or(value.len());
+    let text = String::from_utf8_lossy(value.get(..end).unwrap_or_default()).into_owned();
+    text.split_whitespace()
+        .collect::<Vec<_>>()
+        .join("_")
+        .chars()
+        .map(|c| {
+            if c == '/' || !c.is_ascii_graphic() {
+                '_'
+            } else {
+                c
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hex(s: &str) -> Vec<u8> {
+        s.split_whitespace()
+            .map(|h| u8::from_str_radix(h, 16).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn tgt_page_83_gives_the_three_sg3_links() {
+        // vpd_pg83 of 0:0:0:1 in multipath-2paths.txt.
+        let page = hex(
+            "00 83 00 48 02 01 00 24 49 45 54 20 20 20 20 20 30 30 30 31 30 30 30 31 00 00 00 00 \
+             00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 01 03 00 08 30 00 00 01 00 00 00 01 \
+             01 03 00 10 60 00 00 00 00 00 00 00 0e 00 00 00 00 01 00 01",
+        );
+        assert_eq!(
+            sg3_designator_links(&page),
+            [
+                "scsi-1IET_00010001",
+                "scsi-33000000100000001",
+                "scsi-360000000000000000e00000000010001"
+            ]
+        );
+    }
+
+    #[test]
+    fn port_designators_and_garbage_give_no_link() {
+        // A relative target port designator (association 1) and a truncated NAA designator.
+        let page = hex("00 83 00 0c 01 14 00 04 00 00 00 01 01 03 00 10 60 01");
+        assert!(sg3_designator_links(&page).is_empty());
+        assert!(sg3_designator_links(&[]).is_empty());
+        assert!(sg3_designator_links(&[0, 0x83]).is_empty());
+        // EUI-64 and SCSI name string designators; a `/` cannot be part of a link name.
+        let page = hex(
+            "00 83 00 18 01 02 00 08 00 11 22 33 44 55 66 77 03 08 00 08 69 71 6e 2e 61 2f 62 00",
+        );
+        assert_eq!(
+            sg3_designator_links(&page),
+            ["scsi-20011223344556677", "scsi-8iqn.a_b"]
+        );
     }
 }

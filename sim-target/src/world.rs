@@ -386,7 +386,14 @@ impl World {
             .volumes
             .get_mut(&vol)
             .ok_or(SimError::UnknownVolume(vol))?;
-        if reuse {
+        if let Some(computed) = a.computed_identity(&iqn, lun) {
+            // tgt-like: the ids belong to where the volume is exported; the volume reports
+            // those of its first mapping.
+            if v.mapped.is_empty() {
+                v.public.wwid = computed.udev_wwid();
+                v.identity = computed;
+            }
+        } else if reuse {
             let key = (iqn.clone(), lun);
             match a.lun_identity.get(&key) {
                 Some(old) if v.mapped.is_empty() => {

@@ -4,10 +4,12 @@
 //! Each test replays a capture's "STEPS DONE" header on the simulator, the way a user would
 //! (`iscsiadm`, `echo ... > scan` as a control-file write, `multipath -f`), then compares the
 //! simulated tree with the capture inside [`Scope::iscsi_multipath`], and the output of the
-//! emulated commands with section 4, line by line, after replacing each volume's ids by tokens.
+//! emulated commands with section 4, line by line. The simulated arrays are tgt-like
+//! ([`IdStyle::Tgt`]) with the capture's target ids, so ids compare byte for byte.
 //!
-//! Layout: `tree_*` (strict sysfs and `/dev` comparison per capture; ignored while a difference
-//! listed in `KNOWN_DIFFERENCES` remains), `no_unknown_tree_mismatches` (every capture, fails on
+//! Layout: `tree_*` (strict sysfs and `/dev` comparison per capture; a test is ignored while a
+//! difference listed in `KNOWN_DIFFERENCES` remains in its capture; none is today),
+//! `no_unknown_tree_mismatches` (every capture, fails on
 //! any difference not listed and on a listed one that is fixed), `commands_*` (section 4), and
 //! two insta snapshots of a materialized host in the capture's own `walk` line format.
 //! The captures are read at test time; set `BRICK_REAL_KERNEL_DIR` to use another copy.
@@ -19,7 +21,7 @@ use brick_sim_target::capture::{
     mismatch_table,
 };
 use brick_sim_target::tree::{Node, Tree};
-use brick_sim_target::{ArraySpec, ExecOutput, HostId, HostSpec, IqnMode, VolumeId, World};
+use brick_sim_target::{ArraySpec, Errno, ExecOutput, HostId, HostSpec, IdStyle, IqnMode, World};
 
 /// Where the captures live: `$BRICK_REAL_KERNEL_DIR`, or `../shared/reference/real-kernel`
 /// next to the workspace root.
@@ -183,7 +185,17 @@ fn tree_from_capture(cap: &CaptureTree) -> Tree {
                     Content::Text(b) => b.clone(),
                     Content::Empty | Content::WriteOnly => Vec::new(),
                     Content::Binary { len, prefix, .. } if *len == prefix.len() => prefix.clone(),
-                    Content::ReadError(_) | Content::OpenError(_) => b"unreadable\n".to_vec(),
+                    Content::ReadError(text) => {
+                        t.insert(
+                            path,
+                            Node::Unreadable {
+                                mode: *mode,
+                                errno: errno_from_text(text),
+                            },
+                        );
+                        continue;
+                    }
+                    Content::OpenError(_) => b"unreadable\n".to_vec(),
                     Content::Binary { .. } | Content::Truncated { .. } => continue,
                 };
                 Node::File {
@@ -195,6 +207,22 @@ fn tree_from_capture(cap: &CaptureTree) -> Tree {
         t.insert(path, node);
     }
     t
+}
+
+/// The errno whose `strerror` text the capture shows.
+fn errno_from_text(text: &str) -> Errno {
+    [
+        Errno::ENOENT,
+        Errno::EINVAL,
+        Errno::EBUSY,
+        Errno::EIO,
+        Errno::EACCES,
+        Errno::EISDIR,
+        Errno::ENOTDIR,
+    ]
+    .into_iter()
+    .find(|e| e.strerror() == text)
+    .unwrap_or_else(|| panic!("no Errno for {text:?}"))
 }
 
 /// The comparator, the renderer and the normalisation agree with the real data: a simulator
@@ -310,8 +338,6 @@ fn tgt_naa(tid: u32, lun: u64) -> String {
 struct Rig {
     world: World,
     host: HostId,
-    /// (IQN, tid, LUN, volume).
-    volumes: Vec<(&'static str, u32, u64, VolumeId)>,
 }
 
 impl Rig {
@@ -328,17 +354,14 @@ impl Rig {
         spec.user_friendly_names = false;
         spec.find_multipaths_strict = false;
         let host = world.add_host(spec);
-        let mut volumes = Vec::new();
         for (iqn, tid, luns) in TARGETS {
             let name = iqn.rsplit(':').next().unwrap();
-            let mut a = ArraySpec::new(name, PORTALS.iter().map(|p| (*p).to_owned()).collect());
+            let mut a = ArraySpec::tgt(name, PORTALS.iter().map(|p| (*p).to_owned()).collect());
             a.iqn_mode = IqnMode::Shared {
                 iqn: iqn.to_owned(),
             };
-            a.lun0_controller = true;
-            a.first_lun = 1;
-            a.vendor = "IET".to_owned();
-            a.model = "VIRTUAL-DISK".to_owned();
+            // One simulated array per target of the capture's single tgtd: give each its tid.
+            a.id_style = IdStyle::Tgt { first_tid: tid };
             let array = world.add_array(a);
             for lun in 1..=luns {
                 let vol = world
@@ -346,14 +369,14 @@ impl Rig {
                     .unwrap();
                 let mapping = world.map_volume(vol, host).unwrap();
                 assert_eq!(mapping.lun, lun, "{iqn}: the array must hand out LUN {lun}");
-                volumes.push((iqn, tid, lun, vol));
+                assert_eq!(
+                    world.volume(vol).unwrap().wwid,
+                    format!("3{}", tgt_naa(tid, lun)),
+                    "{iqn} LUN {lun}: tgt's id"
+                );
             }
         }
-        Self {
-            world,
-            host,
-            volumes,
-        }
+        Self { world, host }
     }
 
     /// Runs a command line (split on whitespace, the way the capture's shell did).
@@ -397,77 +420,11 @@ impl Rig {
         assert_eq!(out.status, 0, "step {line:?} failed: {out:?}");
     }
 
-    /// The scope with every id of the capture rig tied to the simulator's id of the same volume
-    /// (by IQN and LUN, never by where the simulator put it, so a swap of identities shows).
+    /// The comparison scope. No id is substituted: the tgt-like arrays report the capture's
+    /// own ids (NAA, serial, T10 id), so trees and command output compare byte for byte.
     fn scope(&self) -> Scope {
-        let mut scope = Scope::iscsi_multipath();
-        for (iqn, tid, lun, vol) in &self.volumes {
-            let sim_wwid = &self.world.volume(*vol).unwrap().wwid;
-            let sim_naa = sim_wwid.strip_prefix('3').unwrap_or(sim_wwid);
-            let target = iqn.rsplit(':').next().unwrap();
-            scope = scope.identity(
-                &tgt_naa(*tid, *lun),
-                sim_naa,
-                &format!("naa:{target}:lun{lun}"),
-            );
-        }
-        for (_, tid, _) in TARGETS {
-            // tgt's LUN 0 controller. Each simulated array is its own tgtd, whose first target
-            // has tid 1; the capture's tgtd had both targets (tid 1 and 2). A controller holds
-            // no volume, so one token serves both.
-            scope = scope.identity(&tgt_naa(tid, 0), &tgt_naa(1, 0), "naa:tgt-controller");
-        }
-        // Unit serial numbers (VPD 0x80): tgt's is `beaf<tid><lun>`. The simulator shows its
-        // serial only in the `scsi-S<vendor>_<model>_<serial>` link of the disk that reports the
-        // volume's wwid (found by identity, not by position).
-        let tree = self.world.tree(self.host);
-        for (iqn, tid, lun, vol) in &self.volumes {
-            let sim_wwid = &self.world.volume(*vol).unwrap().wwid;
-            let sim_naa = sim_wwid.strip_prefix('3').unwrap_or(sim_wwid);
-            let target = iqn.rsplit(':').next().unwrap();
-            if let Some(serial) = sim_serial(&tree, sim_naa) {
-                scope = scope.identity(
-                    &format!("beaf{tid}{lun}"),
-                    &serial,
-                    &format!("serial:{target}:lun{lun}"),
-                );
-            }
-        }
-        scope
+        Scope::iscsi_multipath()
     }
-}
-
-/// The serial the simulator shows for the disk whose wwid is `naa.<naa>`.
-fn sim_serial(tree: &Tree, naa: &str) -> Option<String> {
-    let wwid = format!("naa.{naa}\n");
-    let disks: Vec<String> = tree
-        .iter()
-        .filter(|(p, n)| {
-            p.starts_with("/sys/devices/")
-                && p.ends_with("/wwid")
-                && matches!(n, Node::File { content, .. } if content == wwid.as_bytes())
-        })
-        .flat_map(|(p, _)| {
-            let lun_dir = p.trim_end_matches("/wwid").to_owned();
-            let prefix = format!("{lun_dir}/block/");
-            tree.iter()
-                .filter_map(move |(q, _)| {
-                    q.strip_prefix(&prefix)
-                        .filter(|r| !r.contains('/'))
-                        .map(str::to_owned)
-                })
-                .collect::<Vec<_>>()
-        })
-        .collect();
-    tree.iter().find_map(|(p, n)| {
-        let name = p.strip_prefix("/dev/disk/by-id/scsi-SIET_VIRTUAL-DISK_")?;
-        match n {
-            Node::Link { target } if disks.iter().any(|d| target == &format!("../../{d}")) => {
-                Some(name.to_owned())
-            }
-            _ => None,
-        }
-    })
 }
 
 /// `multipathd show paths` ends each row with the path checker's live countdown
@@ -632,37 +589,14 @@ fn assert_commands_faithful(name: &str) {
 }
 
 /// Differences between the simulator and the real kernel that are known and reported to the
-/// simulator's authors: (mismatch kind, path glob, why). The strict tree tests below are
-/// ignored while any of these remain; `no_unknown_tree_mismatches` keeps every capture
-/// compared so that a new difference fails at once. Delete an entry when it is fixed.
-const KNOWN_DIFFERENCES: &[(&str, &str, &str)] = &[
-    (
-        "missing in sim",
-        "/sys/devices/platform/host*/session*/target*/*:*:*:*/access_state",
-        "real: mode 0444, read fails with EINVAL (no ALUA/device handler); the sim has no file",
-    ),
-    (
-        "missing in sim",
-        "/sys/devices/platform/host*/session*/target*/*:*:*:*/preferred_path",
-        "real: mode 0444, read fails with EINVAL (no ALUA/device handler); the sim has no file",
-    ),
-    (
-        "content",
-        "/sys/devices/platform/host*/session*/target*/*:*:*:0/wwid",
-        "tgt's LUN 0 controller NAA is 60000000000000000e + tid (10 hex) + LUN (4 hex); \
-         the sim prints tid as 8 hex digits + 000000",
-    ),
-    (
-        "missing in sim",
-        "/dev/disk/by-id/scsi-1IET_*",
-        "sg3-utils-udev (55/58 rules) link from the VPD 0x83 T10 vendor-id designator",
-    ),
-    (
-        "missing in sim",
-        "/dev/disk/by-id/scsi-33*",
-        "sg3-utils-udev link from the VPD 0x83 NAA-3 (locally assigned) designator",
-    ),
-];
+/// simulator's authors: (mismatch kind, path glob, why). A strict tree test below is ignored
+/// while one of these remains in its capture; `no_unknown_tree_mismatches` keeps every capture
+/// compared so that a new difference fails at once. Delete an entry when it is fixed. Empty:
+/// the simulator reproduces every in-scope entry of the eight iSCSI/multipath captures (the
+/// last five entries, `access_state`/`preferred_path`, tgt's LUN 0 wwid and the sg3-utils
+/// `scsi-1IET_*`/`scsi-33*` links, were fixed by tgt-like array identities, failing reads in
+/// the tree and designator-driven udev links).
+const KNOWN_DIFFERENCES: &[(&str, &str, &str)] = &[];
 
 fn is_known(m: &Mismatch) -> bool {
     KNOWN_DIFFERENCES
@@ -708,42 +642,60 @@ fn no_unknown_tree_mismatches() {
 
 #[test]
 fn known_differences_are_real_mismatches() {
-    // The list is not a blanket: each entry matches only its kind of mismatch.
-    let probe = |kind: MismatchKind, path: &str| {
-        is_known(&Mismatch {
-            path: path.to_owned(),
-            kind,
-        })
-    };
+    // The list is not a blanket: each entry names one kind of mismatch and a path pattern
+    // that is not `**`.
+    let labels = [
+        "missing in sim",
+        "extra in sim",
+        "type",
+        "mode",
+        "link target",
+        "content",
+        "dev number",
+    ];
+    for (kind, pattern, why) in KNOWN_DIFFERENCES {
+        assert!(labels.contains(kind), "{kind}");
+        assert!(!pattern.starts_with("**") && !why.is_empty(), "{pattern}");
+    }
+    // The differences fixed in the simulator stay fixed: none of them is excused any more.
     let lun = "/sys/devices/platform/host0/session1/target0:0:0/0:0:0:1";
-    assert!(probe(
-        MismatchKind::MissingInSim {
-            real: String::new()
-        },
-        &format!("{lun}/access_state")
-    ));
-    assert!(!probe(
-        MismatchKind::ExtraInSim { sim: String::new() },
-        &format!("{lun}/access_state")
-    ));
-    let content = || MismatchKind::ContentDiffers {
-        real: String::new(),
-        sim: String::new(),
-    };
-    assert!(
-        !probe(content(), &format!("{lun}/wwid")),
-        "only LUN 0 wwids are known to differ"
-    );
+    for (kind, path) in [
+        (
+            MismatchKind::MissingInSim {
+                real: String::new(),
+            },
+            format!("{lun}/access_state"),
+        ),
+        (
+            MismatchKind::ContentDiffers {
+                real: String::new(),
+                sim: String::new(),
+            },
+            "/sys/devices/platform/host0/session1/target0:0:0/0:0:0:0/wwid".to_owned(),
+        ),
+        (
+            MismatchKind::MissingInSim {
+                real: String::new(),
+            },
+            "/dev/disk/by-id/scsi-1IET_00010001".to_owned(),
+        ),
+    ] {
+        assert!(
+            !is_known(&Mismatch {
+                path: path.clone(),
+                kind
+            }),
+            "{path}"
+        );
+    }
 }
 
 #[test]
-#[ignore = "simulator not yet faithful: 4 mismatches (access_state, preferred_path, sg3-utils by-id links) listed in KNOWN_DIFFERENCES"]
 fn tree_iscsi_manual_scan() {
     assert_tree_faithful("iscsi-manual-scan.txt");
 }
 
 #[test]
-#[ignore = "simulator not yet faithful: 7 mismatches (access_state, preferred_path, LUN 0 wwid, sg3-utils links) listed in KNOWN_DIFFERENCES"]
 fn tree_iscsi_1lun() {
     assert_tree_faithful("iscsi-1lun.txt");
 }
@@ -754,31 +706,26 @@ fn tree_iscsi_after_logout() {
 }
 
 #[test]
-#[ignore = "simulator not yet faithful: 11 mismatches (access_state, preferred_path, LUN 0 wwid, sg3-utils links) listed in KNOWN_DIFFERENCES"]
 fn tree_iscsi_2luns() {
     assert_tree_faithful("iscsi-2luns.txt");
 }
 
 #[test]
-#[ignore = "simulator not yet faithful: 7 mismatches (access_state, preferred_path, LUN 0 wwid, sg3-utils links) listed in KNOWN_DIFFERENCES"]
 fn tree_iscsi_after_delete() {
     assert_tree_faithful("iscsi-after-delete.txt");
 }
 
 #[test]
-#[ignore = "simulator not yet faithful: 12 mismatches (access_state, preferred_path, LUN 0 wwid, sg3-utils links) listed in KNOWN_DIFFERENCES"]
 fn tree_multipath_2paths() {
     assert_tree_faithful("multipath-2paths.txt");
 }
 
 #[test]
-#[ignore = "simulator not yet faithful: 10 mismatches (access_state, preferred_path, LUN 0 wwid, sg3-utils links) listed in KNOWN_DIFFERENCES"]
 fn tree_multipath_after_path_delete() {
     assert_tree_faithful("multipath-after-path-delete.txt");
 }
 
 #[test]
-#[ignore = "simulator not yet faithful: 10 mismatches (access_state, preferred_path, LUN 0 wwid, sg3-utils links) listed in KNOWN_DIFFERENCES"]
 fn tree_multipath_after_flush() {
     assert_tree_faithful("multipath-after-flush.txt");
 }

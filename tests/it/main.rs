@@ -2,5 +2,6 @@
 
 mod agent;
 mod cli;
+mod cli_protocols;
 mod osbrick;
 mod scenario_cli;

@@ -303,7 +303,9 @@ impl fmt::Display for Transition {
             Self::PathDown { host, portal } => {
                 write!(f, "portal {portal} down for {}", host_name(*host))
             }
-            Self::PathUp { host, portal } => write!(f, "portal {portal} up for {}", host_name(*host)),
+            Self::PathUp { host, portal } => {
+                write!(f, "portal {portal} up for {}", host_name(*host))
+            }
             Self::Wait => f.write_str("wait a minute"),
         }
     }
@@ -686,7 +688,9 @@ impl ModelState {
             let has_session = self.sessions.contains(&(h, tgt, p));
             if !self.down.contains(&(h, p)) && (has_session || self.can_login(h, tgt, p)) {
                 self.sessions.insert((h, tgt, p));
-                let linked_before = self.probe(h, tgt, lun).is_some_and(|i| self.scsi_link(h, i));
+                let linked_before = self
+                    .probe(h, tgt, lun)
+                    .is_some_and(|i| self.scsi_link(h, i));
                 if let Some(ident) = self.scan_new(key, lost) {
                     let wwn = ((!lost && !late) || linked_before).then_some(ident);
                     return Some((AttachedDev::Sd(key), wwn));
@@ -723,6 +727,18 @@ impl ModelState {
             .collect();
         let mut found: Vec<DevKey> = Vec::new();
         let mut announced = false;
+        // A down portal whose session exists has the connector rescan for about a minute:
+        // events that are "only" 30 s late arrive while it waits.
+        let slow = (0..portals).any(|p| {
+            self.down.contains(&(h, p))
+                && self.sessions.contains(&(h, tgt, p))
+                && !self.devices.contains_key(&DevKey {
+                    host: h,
+                    tgt,
+                    portal: p,
+                    lun,
+                })
+        });
         for p in 0..portals {
             let key = DevKey {
                 host: h,
@@ -739,7 +755,7 @@ impl ModelState {
                 self.sessions.insert((h, tgt, p));
                 if self.scan_new(key, lost).is_some() {
                     found.push(key);
-                    announced |= !lost && !late;
+                    announced |= !lost && (!late || slow);
                 }
             }
         }
@@ -837,9 +853,10 @@ impl ModelState {
             if busy {
                 // No delete worked; a logout takes the devices with the session.
                 for p in 0..portals {
-                    let others = self.devices.keys().any(|k| {
-                        k.host == h && k.tgt == tgt && k.portal == p && k.lun != lun
-                    });
+                    let others = self
+                        .devices
+                        .keys()
+                        .any(|k| k.host == h && k.tgt == tgt && k.portal == p && k.lun != lun);
                     if !others {
                         let gone: Vec<DevKey> = self
                             .devices
@@ -935,8 +952,15 @@ impl ModelState {
                         Some(DetachFault::DeleteBusy) => self.faults.delete_busy,
                         Some(DetachFault::UdevLate) => self.faults.udev_late,
                         Some(DetachFault::MultipathdSlow) => self.faults.multipathd_slow,
+                        // The retry of a forced detach has no record of the attach and
+                        // uses the array's current mapping: it must be the same LUN.
                         Some(DetachFault::Crash { .. }) => {
-                            self.faults.crash && self.mapped(vol, host).is_some()
+                            self.faults.crash
+                                && self.mapped(vol, host).is_some_and(|lun| {
+                                    self.attachments
+                                        .get(&(host, vol))
+                                        .is_none_or(|a| a.lun == lun)
+                                })
                         }
                     }
             }
@@ -1054,7 +1078,13 @@ impl ModelState {
                     let who = self
                         .name_of_ident(d.ident)
                         .map_or_else(|| "?".to_owned(), vol_name);
-                    format!("p{}l{}={}{}", k.portal, k.lun, who, if d.linked { "" } else { "(unlinked)" })
+                    format!(
+                        "p{}l{}={}{}",
+                        k.portal,
+                        k.lun,
+                        who,
+                        if d.linked { "" } else { "(unlinked)" }
+                    )
                 })
                 .collect();
             let dms = self.dms.iter().filter(|d| d.0 == h).count();
@@ -1167,7 +1197,10 @@ fn transitions_for(s: &ModelState) -> BoxedStrategy<Transition> {
     let existing = s.volumes.iter().filter(|v| v.exists).count();
     let mut arms: Vec<(u32, BoxedStrategy<Transition>)> = Vec::new();
     if existing < MAX_VOLUMES && nvol < 2 * MAX_VOLUMES {
-        arms.push((if existing == 0 { 10 } else { 3 }, Just(Transition::Create).boxed()));
+        arms.push((
+            if existing == 0 { 10 } else { 3 },
+            Just(Transition::Create).boxed(),
+        ));
     }
     let to_map = pairs(&|v, h| s.exists(v) && s.mapped(v, h).is_none());
     if !to_map.is_empty() {
@@ -1249,13 +1282,15 @@ fn transitions_for(s: &ModelState) -> BoxedStrategy<Transition> {
                 prop::bool::weighted(0.7),
                 Union::new(dfaults),
             )
-                .prop_map(|((vol, host), force, device_info, fault)| Transition::Detach {
-                    vol,
-                    host,
-                    force,
-                    device_info,
-                    fault,
-                })
+                .prop_map(
+                    |((vol, host), force, device_info, fault)| Transition::Detach {
+                        vol,
+                        host,
+                        force,
+                        device_info,
+                        fault,
+                    },
+                )
                 .boxed(),
         ));
     }

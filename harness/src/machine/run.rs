@@ -87,13 +87,24 @@ pub fn run_case(initial: &ModelState, transitions: &[Transition], verbose: bool)
         match sut.apply(&state, t) {
             Ok(r) => {
                 if verbose {
-                    eprintln!("  {:>2}. {} -> {}\n      {}", i + 1, r.what, r.result, r.summary);
+                    eprintln!(
+                        "  {:>2}. {} -> {}\n      {}",
+                        i + 1,
+                        r.what,
+                        r.result,
+                        r.summary
+                    );
                 }
                 run.steps.push(view(r));
             }
             Err((r, StepFailure { message, journal })) => {
                 if verbose {
-                    eprintln!("  {:>2}. {} -> {}\n      FAILED: {message}", i + 1, r.what, r.result);
+                    eprintln!(
+                        "  {:>2}. {} -> {}\n      FAILED: {message}",
+                        i + 1,
+                        r.what,
+                        r.result
+                    );
                 }
                 run.steps.push(view(r));
                 run.failure = Some(CaseFailure {

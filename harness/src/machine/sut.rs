@@ -145,6 +145,7 @@ impl Sut {
 
     /// Applies `t`, settles, and checks every invariant against `model` (the state after
     /// `t`). `Err` explains the first broken one.
+    #[allow(clippy::result_large_err)] // one per step, never in a hot path
     pub(crate) fn apply(
         &mut self,
         model: &ModelState,
@@ -249,7 +250,9 @@ impl Sut {
                     .map_err(sim)?;
             }
             Transition::Map { vol, host } => {
-                self.lab.map(&vol_name(vol), &host_name(host)).map_err(sim)?;
+                self.lab
+                    .map(&vol_name(vol), &host_name(host))
+                    .map_err(sim)?;
             }
             Transition::Unmap { vol, host } => {
                 self.lab
@@ -398,7 +401,15 @@ impl Sut {
                 let Some(info) = info else {
                     return Err("the attach returned no device".to_owned());
                 };
-                self.judge_attach(model, out.host, dev, wwn, again, info, out.previous.as_ref())
+                self.judge_attach(
+                    model,
+                    out.host,
+                    dev,
+                    wwn,
+                    again,
+                    info,
+                    out.previous.as_ref(),
+                )
             }
         }
     }
@@ -421,19 +432,20 @@ impl Sut {
                 let h = host;
                 let hid = self.host_id(h);
                 let w = wwid_of(ident);
-                let name = lock(self.lab.world())
+                lock(self.lab.world())
                     .host_devices(hid)
                     .into_iter()
                     .find(|d| d.name.starts_with("dm-") && Some(&d.reported_wwid) == w.as_ref())
-                    .map(|d| format!("/dev/{}", d.name));
-                name
+                    .map(|d| format!("/dev/{}", d.name))
             }
         };
         if want_path.as_deref() != Some(info.path.as_str()) {
             return Err(format!(
                 "attach returned {} but the model expects {} ({})",
                 info.path,
-                want_path.as_deref().unwrap_or("a device that does not exist"),
+                want_path
+                    .as_deref()
+                    .unwrap_or("a device that does not exist"),
                 match dev {
                     AttachedDev::Sd(_) => "a single path",
                     AttachedDev::Dm(_) => "the multipath map",
@@ -483,10 +495,7 @@ impl Sut {
     }
 
     fn wwid_of_ident(&self, model: &ModelState, ident: u32) -> Option<String> {
-        let v = model
-            .volumes
-            .iter()
-            .position(|x| x.ident == ident)?;
+        let v = model.volumes.iter().position(|x| x.ident == ident)?;
         let id = self.lab.volume_id(&vol_name(v)).ok()?;
         lock(self.lab.world())
             .volume_record(id)

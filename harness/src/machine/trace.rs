@@ -44,8 +44,11 @@ fn q(s: &str) -> String {
 }
 
 fn kinds(state: &ModelState) -> Vec<String> {
-    let set: std::collections::BTreeSet<PropertyKind> =
-        state.expected_violations().into_iter().map(|(k, _, _)| k).collect();
+    let set: std::collections::BTreeSet<PropertyKind> = state
+        .expected_violations()
+        .into_iter()
+        .map(|(k, _, _)| k)
+        .collect();
     set.into_iter().map(|k| k.to_string()).collect()
 }
 
@@ -55,7 +58,13 @@ struct Writer<'a> {
 }
 
 impl Writer<'_> {
-    fn step(&mut self, action: &str, fields: &[(&str, String)], after: &ModelState, expect_err: bool) {
+    fn step(
+        &mut self,
+        action: &str,
+        fields: &[(&str, String)],
+        after: &ModelState,
+        expect_err: bool,
+    ) {
         let _ = writeln!(self.out, "\n[[step]]\naction = {}", q(action));
         for (k, v) in fields {
             let _ = writeln!(self.out, "{k} = {v}");
@@ -69,7 +78,9 @@ impl Writer<'_> {
             let list: Vec<String> = v.iter().map(|s| q(s)).collect();
             expect.push(format!("violations = [{}]", list.join(", ")));
         }
-        if let Outcome::Attached { wwn: Some(ident), .. } = after.outcome
+        if let Outcome::Attached {
+            wwn: Some(ident), ..
+        } = after.outcome
             && let Some(owner) = after.name_of_ident(ident)
         {
             expect.push(format!("identity = {}", q(&vol_name(owner))));
@@ -92,7 +103,10 @@ impl Writer<'_> {
 pub fn scenario_toml(name: &str, initial: &ModelState, transitions: &[Transition]) -> String {
     let t = &initial.topology;
     let mut out = String::new();
-    let _ = writeln!(out, "# Written by the brickcheck property machine: a shrunk counterexample.");
+    let _ = writeln!(
+        out,
+        "# Written by the brickcheck property machine: a shrunk counterexample."
+    );
     let _ = writeln!(out, "# Lab: {t}; fault classes drawn: {}.", initial.faults);
     let _ = writeln!(out, "schema = 1\nname = {}", q(name));
     let _ = writeln!(
@@ -105,7 +119,12 @@ pub fn scenario_toml(name: &str, initial: &ModelState, transitions: &[Transition
             transitions.len()
         ))
     );
-    let _ = writeln!(out, "protocol = {}\nseed = {}", q(t.protocol.name()), initial.world_seed);
+    let _ = writeln!(
+        out,
+        "protocol = {}\nseed = {}",
+        q(t.protocol.name()),
+        initial.world_seed
+    );
     for h in 0..t.hosts {
         let _ = writeln!(out, "\n[[host]]\nname = {}", q(&host_name(h)));
         match t.host_kind {
@@ -123,7 +142,12 @@ pub fn scenario_toml(name: &str, initial: &ModelState, transitions: &[Transition
         let _ = writeln!(out, "udev_delay_ms = 50");
     }
     let portals: Vec<String> = (0..t.portals).map(|i| q(&portal(i))).collect();
-    let _ = writeln!(out, "\n[[array]]\nname = {}\nportals = [{}]", q(ARRAY), portals.join(", "));
+    let _ = writeln!(
+        out,
+        "\n[[array]]\nname = {}\nportals = [{}]",
+        q(ARRAY),
+        portals.join(", ")
+    );
     if t.shared_target {
         let _ = writeln!(out, "iqn = \"shared\"\niqn_name = {}", q(SHARED_IQN));
     } else {

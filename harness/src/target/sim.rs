@@ -7,9 +7,8 @@ use crate::checks::Violation;
 use crate::lab::Lab;
 use crate::simhost::lock;
 
-/// The protocols scenario files can run on the simulated lab today. The simulator itself also
-/// models Fibre Channel and NVMe-oF; the scenario lab builder does not wire them yet.
-pub(crate) const SIMULATED_PROTOCOLS: &[&str] = &["iscsi"];
+/// The protocols scenario files can run on the simulated lab.
+pub(crate) const SIMULATED_PROTOCOLS: &[&str] = &["iscsi", "fc", "nvmeof"];
 
 impl Target for Lab {
     fn tier(&self) -> Tier {

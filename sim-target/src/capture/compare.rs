@@ -593,6 +593,10 @@ fn node_to_entry(node: &Node) -> Entry {
             minor: *minor,
             mode: *mode,
         },
+        Node::Unreadable { mode, errno } => Entry::File {
+            mode: *mode,
+            content: Content::ReadError(errno.strerror().to_owned()),
+        },
     }
 }
 
@@ -610,8 +614,8 @@ fn summary(e: &Entry) -> String {
 /// Returns every difference at a path the scope covers on either side, sorted by path.
 /// A real directory the simulator lacks is not reported when nothing inside it is in scope but
 /// directories (for example `/dev/disk`, kept alive in the capture guest only by `vda`'s links).
-/// A real file whose read failed (`<err-read: ...>`) is compared for presence and mode only: a
-/// [`Tree`] cannot express a failing read.
+/// A real file whose read failed (`<err-read: ...>`) matches only a [`Node::Unreadable`] with
+/// the same errno (and mode).
 pub fn compare(real: &CaptureTree, sim: &Tree, scope: &Scope) -> Vec<Mismatch> {
     let real_map: BTreeMap<String, Entry> = real
         .iter()
@@ -692,13 +696,6 @@ fn compare_entries(r: &Entry, s: &Entry) -> Option<MismatchKind> {
                 sim: st.clone(),
             })
         }
-        (
-            Entry::File {
-                content: Content::ReadError(_),
-                ..
-            },
-            Entry::File { .. },
-        ) => None,
         (Entry::File { content: rc, .. }, Entry::File { content: sc, .. }) if rc != sc => {
             Some(MismatchKind::ContentDiffers {
                 real: rc.to_detail(),
@@ -720,6 +717,7 @@ fn compare_entries(r: &Entry, s: &Entry) -> Option<MismatchKind> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ids::Errno;
 
     #[test]
     fn glob_star_stays_in_one_component() {
@@ -860,19 +858,26 @@ mod tests {
     }
 
     #[test]
-    fn read_errors_compare_presence_and_mode_only() {
-        let real = real_tree(
-            "/sys/devices/platform/host0/session1/target0:0:0/0:0:0:1/access_state\tf\t0444\t<err-read: Invalid argument>\n",
-        );
+    fn read_errors_match_only_the_same_failing_read() {
+        let path = "/sys/devices/platform/host0/session1/target0:0:0/0:0:0:1/access_state";
+        let real = real_tree(&format!("{path}\tf\t0444\t<err-read: Invalid argument>\n"));
         let scope = Scope::new().include("/sys/**", "f", "test");
-        let mut sim = Tree::new();
-        sim.attr(
-            "/sys/devices/platform/host0/session1/target0:0:0/0:0:0:1/access_state",
-            0o444,
-            "x",
+        let unreadable = |errno| {
+            let mut t = Tree::new();
+            t.insert(path, Node::Unreadable { mode: 0o444, errno });
+            t
+        };
+        assert_eq!(compare(&real, &unreadable(Errno::EINVAL), &scope), vec![]);
+        let other = compare(&real, &unreadable(Errno::EIO), &scope);
+        assert!(
+            matches!(&other[..], [Mismatch { kind: MismatchKind::ContentDiffers { real, sim }, .. }]
+                if real == "<err-read: Invalid argument>" && sim == "<err-read: Input/output error>"),
+            "{other:?}"
         );
-        assert_eq!(compare(&real, &sim, &scope), vec![]);
-        let empty = Tree::new();
-        assert_eq!(compare(&real, &empty, &scope).len(), 1);
+        // A readable file is not a failing read, whatever it holds.
+        let mut readable = Tree::new();
+        readable.attr(path, 0o444, "x");
+        assert_eq!(compare(&real, &readable, &scope).len(), 1);
+        assert_eq!(compare(&real, &Tree::new(), &scope).len(), 1);
     }
 }

@@ -319,6 +319,7 @@ impl World {
         let vol = *a.targets.get(iqn)?.luns.get(&(initiator.to_owned(), lun))?;
         let v = self.volumes.get(&vol)?;
         let identity = match a.spec.identity {
+            _ if let Some(computed) = a.computed_identity(iqn, lun) => computed,
             crate::IdentityPolicy::Fresh => v.identity.clone(),
             crate::IdentityPolicy::ReuseOnLun => a
                 .lun_identity

@@ -76,34 +76,58 @@ fn vpd_b(dev: &ScsiDev, page: u8) -> Vec<u8> {
     b
 }
 
-/// VPD page 0x83: a T10 vendor-id designator and the NAA designator.
-fn vpd83(dev: &ScsiDev) -> Vec<u8> {
+/// VPD page 0x83 as the array builds it: a T10 vendor-id designator (LIO: vendor padded to
+/// 8, then `<model>:<serial>`), a NAA-3 (locally assigned) designator if the array has one,
+/// and the NAA-6 designator, all associated with the logical unit. LIO also lists target-port
+/// and target-device designators; udev makes no link from those, so they are left out.
+pub(crate) fn vpd83(dev: &ScsiDev) -> Vec<u8> {
+    fn designator(out: &mut Vec<u8>, code_set: u8, kind: u8, value: &[u8]) {
+        out.extend_from_slice(&[
+            code_set,
+            kind,
+            0,
+            u8::try_from(value.len()).unwrap_or(u8::MAX),
+        ]);
+        out.extend_from_slice(value);
+    }
+    let id = &dev.identity;
     let mut desc = Vec::new();
-    let t10 = format!("{}{}", pad(&dev.vendor, 8), dev.identity.serial);
-    desc.extend_from_slice(&[0x02, 0x01, 0x00, u8::try_from(t10.len()).unwrap_or(u8::MAX)]);
-    desc.extend_from_slice(t10.as_bytes());
-    let naa: Vec<u8> = (0..dev.identity.naa.len() / 2)
-        .filter_map(|i| dev.identity.naa.get(2 * i..2 * i + 2))
-        .filter_map(|h| u8::from_str_radix(h, 16).ok())
-        .collect();
-    desc.extend_from_slice(&[0x01, 0x03, 0x00, u8::try_from(naa.len()).unwrap_or(u8::MAX)]);
-    desc.extend_from_slice(&naa);
+    let t10 = id.t10.clone().unwrap_or_else(|| {
+        format!("{}{}:{}", pad(&dev.vendor, 8), dev.model, id.serial).into_bytes()
+    });
+    designator(&mut desc, 0x02, 0x01, &t10);
+    if let Some(local) = &id.naa_local {
+        designator(&mut desc, 0x01, 0x03, &hex_bytes(local));
+    }
+    designator(&mut desc, 0x01, 0x03, &hex_bytes(&id.naa));
     let len = u16::try_from(desc.len()).unwrap_or(u16::MAX).to_be_bytes();
     let mut b = vec![dev.scsi_type(), 0x83, len[0], len[1]];
     b.extend_from_slice(&desc);
     b
 }
 
-/// VPD page 0x80: the unit serial number.
+/// Hex digits to bytes (pairs; a trailing odd digit or a non-hex pair is dropped).
+fn hex_bytes(hex: &str) -> Vec<u8> {
+    (0..hex.len() / 2)
+        .filter_map(|i| hex.get(2 * i..2 * i + 2))
+        .filter_map(|h| u8::from_str_radix(h, 16).ok())
+        .collect()
+}
+
+/// VPD page 0x80: the unit serial number, right-justified in spaces if the array uses a
+/// fixed-width field.
 fn vpd80(dev: &ScsiDev) -> Vec<u8> {
     let s = dev.identity.serial.as_bytes();
+    let width = dev.identity.serial_width.unwrap_or(0).max(s.len());
+    let mut field = vec![b' '; width - s.len()];
+    field.extend_from_slice(s);
     let mut b = vec![
         dev.scsi_type(),
         0x80,
         0,
-        u8::try_from(s.len()).unwrap_or(u8::MAX),
+        u8::try_from(field.len()).unwrap_or(u8::MAX),
     ];
-    b.extend_from_slice(s);
+    b.extend_from_slice(&field);
     b
 }
 
@@ -341,6 +365,17 @@ impl World {
                 ("wwid", format!("naa.{}", d.identity.naa)),
             ],
         );
+        // Without ALUA or a device handler attached the kernel has no access state to show:
+        // both attributes exist and their read fails with EINVAL (`dh_state` reads `detached`).
+        for name in ["access_state", "preferred_path"] {
+            t.insert(
+                &format!("{lun}/{name}"),
+                Node::Unreadable {
+                    mode: 0o444,
+                    errno: crate::ids::Errno::EINVAL,
+                },
+            );
+        }
         t.file(&format!("{lun}/inquiry"), 0o444, inquiry(d));
         t.file(
             &format!("{lun}/vpd_pg0"),

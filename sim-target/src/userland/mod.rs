@@ -43,7 +43,6 @@ impl World {
     }
 }
 
-
 impl World {
     /// Runs a command on a host. `argv[0]` may be a bare name or a path (`/sbin/iscsiadm`).
     pub fn exec(&mut self, host: HostId, argv: &[String], stdin: Option<&str>) -> ExecOutput {
