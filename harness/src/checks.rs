@@ -89,7 +89,7 @@ pub(crate) fn check_lab(lab: &Lab) -> Vec<Violation> {
             .filter(|(h, _)| *h == host)
             .map(|(_, v)| v.clone())
             .collect();
-        let (devices, stale, wwids) = {
+        let (devices, stale, wwids, idle) = {
             let world = lock(lab.world());
             let wwids: BTreeMap<String, String> = names
                 .iter()
@@ -99,7 +99,32 @@ pub(crate) fn check_lab(lab: &Lab) -> Vec<Violation> {
                         .map(|v| (v.wwid.clone(), name.clone()))
                 })
                 .collect();
-            (world.host_devices(hid), world.stale_links(hid), wwids)
+            // Transport connections that carry nothing: an iSCSI session without a SCSI
+            // device, an NVMe controller without a namespace. No attached volume needs them.
+            let mut idle: Vec<String> = world
+                .sessions(hid)
+                .into_iter()
+                .filter(|s| s.luns.is_empty())
+                .map(|s| {
+                    format!(
+                        "iSCSI session{} to {} at {} carries no device (idle session)",
+                        s.sid, s.iqn, s.portal
+                    )
+                })
+                .collect();
+            idle.extend(
+                world
+                    .controllers(hid)
+                    .into_iter()
+                    .filter(|c| c.nsids.is_empty())
+                    .map(|c| {
+                        format!(
+                            "NVMe controller {} to {} at {} has no namespace (idle controller)",
+                            c.name, c.nqn, c.portal
+                        )
+                    }),
+            );
+            (world.host_devices(hid), world.stale_links(hid), wwids, idle)
         };
         let violation = |kind, volume: Option<&str>, detail: String| Violation {
             kind,
@@ -148,6 +173,9 @@ pub(crate) fn check_lab(lab: &Lab) -> Vec<Violation> {
                         .extend(volume_paths_of(dev));
                 }
             }
+        }
+        for detail in idle {
+            out.push(violation(PropertyKind::Leftover, None, detail));
         }
         for link in stale {
             out.push(violation(
