@@ -731,7 +731,7 @@ fn device_identity(
     let fs = brick_connectors::HostFs::of(port);
     let name = d.path.as_str().rsplit('/').next()?;
     ["wwid", "device/wwid"].iter().find_map(|attr| {
-        let p = brick_connectors::HostPath::new(&format!("/sys/block/{name}/{attr}")).ok()?;
+        let p = brick_connectors::HostPath::new(format!("/sys/block/{name}/{attr}")).ok()?;
         fs.read_attr(&p).ok().flatten().map(|s| s.trim().to_owned())
     })
 }
