@@ -255,8 +255,8 @@ pub struct HostViewVolume {
 /// The correctness properties as far as a real host can show them, without simulator truth:
 ///
 /// - cross-talk: a path reported for an attached volume whose device carries another identity;
-/// - truth: the reported paths differ from the `/dev/disk/by-path` links whose device carries
-///   the volume's identity;
+/// - truth: the reported paths differ from the `/dev/disk/by-path` links (and, for NVMe-oF,
+///   the namespace nodes `/dev/nvmeXnY`) whose device carries the volume's identity;
 /// - leftover: a block device or a `/dev/disk/by-id` link that still carries the identity of
 ///   a volume not attached here, and every orphan of
 ///   [`find_orphans`](brick_connectors::find_orphans) not in `baseline` (orphans that
@@ -276,17 +276,29 @@ pub fn check_host_view(
         detail,
     };
     let path = |s: &str| HostPath::new(s).ok();
-    // Every block device and the identity it carries.
+    // Every block device and the identity it carries; NVMe namespaces are volume paths of
+    // their own (they have no by-path links).
     let mut identity_of: BTreeMap<String, String> = BTreeMap::new();
+    let mut nvme_heads: Vec<(String, Option<String>)> = Vec::new();
     if let Some(dir) = path("/sys/block") {
         for dev in fs.read_dir(&dir).unwrap_or_default() {
             let attr = |rel: &str| {
                 path(&format!("/sys/block/{dev}/{rel}"))
                     .and_then(|p| fs.read_attr(&p).ok().flatten())
             };
+            // Hidden NVMe per-path nodes (`nvme0c1n1`) are not devices of their own.
+            if attr("hidden").as_deref() == Some("1") {
+                continue;
+            }
+            let nvme = dev.starts_with("nvme");
             let wwid = attr("device/wwid")
                 .and_then(|w| Wwid::from_sysfs(&w).ok())
-                .or_else(|| attr("dm/uuid").and_then(|u| Wwid::from_dm_uuid(&u).ok()));
+                .or_else(|| attr("dm/uuid").and_then(|u| Wwid::from_dm_uuid(&u).ok()))
+                // An NVMe namespace carries its identity as the kernel prints it (`uuid.…`).
+                .or_else(|| nvme.then(|| attr("wwid").and_then(|w| Wwid::new(&w).ok())).flatten());
+            if nvme {
+                nvme_heads.push((format!("/dev/{dev}"), wwid.as_ref().map(|w| w.as_str().to_owned())));
+            }
             if let Some(w) = wwid {
                 identity_of.insert(dev, w.as_str().to_owned());
             }
@@ -327,6 +339,7 @@ pub fn check_host_view(
                 if let Some(w) = wwid {
                     let expected: BTreeSet<String> = by_path
                         .iter()
+                        .chain(&nvme_heads)
                         .filter(|(_, id)| id.as_deref() == Some(w.as_str()))
                         .map(|(l, _)| l.clone())
                         .collect();

@@ -212,10 +212,6 @@ fn key_position(text: &str, key: &str) -> (usize, usize) {
         .map_or((1, 1), |(n, l)| (n + 1, l.len() - l.trim_start().len() + 1))
 }
 
-/// Why NVMe-oF scenarios need the simulator for now (see [`needs`]).
-pub const NVME_HOST_VIEW: &str = "NVMe-oF on a real host: the exec tier's host-view checks \
-     (brick_harness::checks::check_host_view) do not read NVMe namespaces yet";
-
 /// The property names `expect.violations` accepts.
 pub const PROPERTIES: &[&str] = &["leftover", "truth", "cross-talk"];
 
@@ -411,12 +407,6 @@ pub fn needs(scn: &Scenario) -> Vec<brick_harness::Need> {
     }
     if let Some(why) = &scn.requires.simulator {
         out.push(Need::Simulator(why.clone()));
-    }
-    if scn.protocol == schema::ProtocolName::Nvmeof {
-        // Remove once the host-view checks know NVMe: today they read identities from
-        // `device/wwid` and paths from `/dev/disk/by-path` only, so every NVMe attach on a real
-        // host would be reported as a broken `truth` property.
-        out.push(Need::Simulator(NVME_HOST_VIEW.to_owned()));
     }
     for (i, s) in scn.steps.iter().enumerate() {
         if s.action == A::Fault {
@@ -643,7 +633,12 @@ portal = "10.0.0.1:4420"
             (4420, schema::NvmeTransportName::Tcp)
         );
         assert!(needs(&scn).contains(&brick_harness::Need::SharedIqn));
-        assert!(needs(&scn).contains(&brick_harness::Need::Simulator(NVME_HOST_VIEW.into())));
+        assert!(
+            !needs(&scn)
+                .iter()
+                .any(|n| matches!(n, brick_harness::Need::Simulator(_))),
+            "a plain NVMe-oF scenario runs on a real target too"
+        );
         assert!(needs(&scn).contains(&brick_harness::Need::Protocol("nvmeof".into())));
     }
 
@@ -774,7 +769,6 @@ portal = "10.0.0.1:4420"
             vec![
                 Need::Protocol("nvmeof".into()),
                 Need::Hosts(1),
-                Need::Simulator(NVME_HOST_VIEW.into())
             ]
         );
     }

@@ -334,6 +334,9 @@ pub struct Device {
     pub ident: u32,
     /// udev processed its `add` (its links exist).
     pub linked: bool,
+    /// Its `/dev/disk/by-id/scsi-*` links were unlinked by a detach that then failed to
+    /// delete it (os-brick unlinks them whatever the outcome).
+    pub id_unlinked: bool,
     /// Creation order (dm path order).
     pub seq: u64,
 }
@@ -542,6 +545,7 @@ impl ModelState {
             Device {
                 ident,
                 linked,
+                id_unlinked: false,
                 seq: self.next_seq,
             },
         );
@@ -706,7 +710,7 @@ impl ModelState {
     fn scsi_link(&self, h: usize, ident: u32) -> bool {
         self.devices
             .iter()
-            .any(|(k, d)| k.host == h && d.ident == ident && d.linked)
+            .any(|(k, d)| k.host == h && d.ident == ident && d.linked && !d.id_unlinked)
     }
 
     fn attach_multipath(
@@ -866,6 +870,11 @@ impl ModelState {
                             .collect();
                         self.remove_devices(&gone);
                         self.sessions.remove(&(h, tgt, p));
+                    }
+                }
+                for k in &belong {
+                    if let Some(d) = self.devices.get_mut(k) {
+                        d.id_unlinked = true;
                     }
                 }
             } else {
