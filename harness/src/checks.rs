@@ -295,9 +295,15 @@ pub fn check_host_view(
                 .and_then(|w| Wwid::from_sysfs(&w).ok())
                 .or_else(|| attr("dm/uuid").and_then(|u| Wwid::from_dm_uuid(&u).ok()))
                 // An NVMe namespace carries its identity as the kernel prints it (`uuid.…`).
-                .or_else(|| nvme.then(|| attr("wwid").and_then(|w| Wwid::new(&w).ok())).flatten());
+                .or_else(|| {
+                    nvme.then(|| attr("wwid").and_then(|w| Wwid::new(&w).ok()))
+                        .flatten()
+                });
             if nvme {
-                nvme_heads.push((format!("/dev/{dev}"), wwid.as_ref().map(|w| w.as_str().to_owned())));
+                nvme_heads.push((
+                    format!("/dev/{dev}"),
+                    wwid.as_ref().map(|w| w.as_str().to_owned()),
+                ));
             }
             if let Some(w) = wwid {
                 identity_of.insert(dev, w.as_str().to_owned());

@@ -19,7 +19,10 @@ fn nvme_lab(multipath: bool) -> Lab {
     spec.sim = spec.sim.with_nvme();
     lab.add_host(spec).unwrap();
     let ports = if multipath {
-        vec![NvmePort::tcp("10.0.0.1", 4420), NvmePort::tcp("10.0.0.2", 4420)]
+        vec![
+            NvmePort::tcp("10.0.0.1", 4420),
+            NvmePort::tcp("10.0.0.2", 4420),
+        ]
     } else {
         vec![NvmePort::tcp("10.0.0.1", 4420)]
     };
@@ -49,7 +52,12 @@ fn view(lab: &Lab, attached: &[&str], known: &[&str]) -> Vec<brick_harness::Viol
             v
         })
         .collect();
-    check_host_view(lab.sim_host(HOST).unwrap(), HOST, &volumes, &BTreeSet::new())
+    check_host_view(
+        lab.sim_host(HOST).unwrap(),
+        HOST,
+        &volumes,
+        &BTreeSet::new(),
+    )
 }
 
 #[test]
@@ -62,7 +70,11 @@ fn nvme_attach_is_clean_in_the_host_view_with_and_without_native_multipath() {
         lab.settle().unwrap();
         assert!(lab.check().is_empty(), "simulator truth: {:?}", lab.check());
         let v = view(&lab, &["A"], &["A"]);
-        assert!(v.is_empty(), "multipath={multipath}: {v:#?}\n{}", lab.tree_listing(HOST).unwrap());
+        assert!(
+            v.is_empty(),
+            "multipath={multipath}: {v:#?}\n{}",
+            lab.tree_listing(HOST).unwrap()
+        );
     }
 }
 
@@ -76,14 +88,23 @@ fn nvme_leaked_detach_is_cross_talk_in_the_host_view() {
     // A namespace node that carries another identity than the one the array reports for the
     // volume is cross-talk: here, check A's paths against B's identity.
     let world = brick_harness::simhost::lock(lab.world());
-    let a = world.volume_record(lab.volume_id("A").unwrap()).unwrap().wwid.clone();
+    let a = world
+        .volume_record(lab.volume_id("A").unwrap())
+        .unwrap()
+        .wwid
+        .clone();
     drop(world);
     let wrong = HostViewVolume {
         name: "B".into(),
         wwid: Some(format!("{}0", &a[..a.len() - 1])),
         paths: Some(lab.volume_paths("A", HOST).map_err(|e| e.to_string())),
     };
-    let v = check_host_view(lab.sim_host(HOST).unwrap(), HOST, &[wrong], &BTreeSet::new());
+    let v = check_host_view(
+        lab.sim_host(HOST).unwrap(),
+        HOST,
+        &[wrong],
+        &BTreeSet::new(),
+    );
     let kinds: BTreeSet<PropertyKind> = v.iter().map(|v| v.kind).collect();
     assert!(kinds.contains(&PropertyKind::CrossTalk), "{v:#?}");
     assert!(kinds.contains(&PropertyKind::Truth), "{v:#?}");

@@ -634,10 +634,12 @@ portal = "10.0.0.1:4420"
         );
         assert!(needs(&scn).contains(&brick_harness::Need::SharedIqn));
         assert!(
-            !needs(&scn)
-                .iter()
-                .any(|n| matches!(n, brick_harness::Need::Simulator(_))),
-            "a plain NVMe-oF scenario runs on a real target too"
+            needs(&scn).iter().all(|n| match n {
+                brick_harness::Need::Simulator(why) => why.contains("injects fault"),
+                _ => true,
+            }),
+            "only the fault step needs the simulator, not NVMe-oF itself: {:?}",
+            needs(&scn)
         );
         assert!(needs(&scn).contains(&brick_harness::Need::Protocol("nvmeof".into())));
     }

@@ -726,7 +726,7 @@ impl ModelState {
         let linked_before: BTreeSet<u32> = self
             .devices
             .iter()
-            .filter(|(k, d)| k.host == h && d.linked)
+            .filter(|(k, d)| k.host == h && d.linked && !d.id_unlinked)
             .map(|(_, d)| d.ident)
             .collect();
         let mut found: Vec<DevKey> = Vec::new();
