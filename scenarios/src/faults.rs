@@ -50,6 +50,11 @@ pub const FAULTS: &[(&str, &str)] = &[
          and, once settled past dev_loss_tmo (30 s), their devices go (until clear-faults)",
     ),
     (
+        "hba-linkdown-later",
+        "FC: the HBA `wwpn` (default: the host's first) loses its link `delay_ms` into the next \
+         step (partway through an attach or detach); as `hba-linkdown` from then on",
+    ),
+    (
         "nvme-port-down",
         "NVMe-oF: the port `portal` (`traddr:trsvcid`, default: the array's first) becomes \
          unreachable: its controllers stay `connecting`, `nvme connect` through it times out",
@@ -65,7 +70,7 @@ pub const FAULTS: &[(&str, &str)] = &[
 pub(crate) fn fault_protocol(name: &str) -> Option<ProtocolName> {
     match name {
         "path-down" => Some(ProtocolName::Iscsi),
-        "hba-linkdown" => Some(ProtocolName::Fc),
+        "hba-linkdown" | "hba-linkdown-later" => Some(ProtocolName::Fc),
         "nvme-port-down" | "namespace-appears" => Some(ProtocolName::Nvmeof),
         _ => None,
     }
@@ -86,13 +91,35 @@ pub(crate) enum Undo {
     },
 }
 
-/// Arms the fault of `step` on `host` of the lab; returns what `clear-faults` must undo.
+/// What [`inject`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Injected {
+    /// Armed now; `clear-faults` must also undo this.
+    Now(Undo),
+    /// To arm when the next step starts, so that its timer runs during that step (the
+    /// runner settles after every step, which would otherwise fire it at once).
+    WithNextStep(Fault),
+}
+
+/// The host HBA a step's fault names: `wwpn`, else the host's first.
+fn step_hba(scn: &Scenario, step: &Step, host: &str) -> Option<u64> {
+    step.wwpn.map(|w| w.0).or_else(|| {
+        scn.hosts
+            .iter()
+            .find(|h| h.name == host)
+            .and_then(|h| h.hbas.first())
+            .map(|h| h.wwpn.0)
+    })
+}
+
+/// Arms the fault of `step` on `host` of the lab (or hands it back to arm with the next
+/// step); returns what `clear-faults` must undo.
 pub(crate) fn inject(
     lab: &mut Lab,
     scn: &Scenario,
     step: &Step,
     host: &str,
-) -> Result<Undo, String> {
+) -> Result<Injected, String> {
     let name = step.fault.as_deref().unwrap_or_default();
     let array = step
         .array
@@ -150,23 +177,22 @@ pub(crate) fn inject(
             }
         }
         "hba-linkdown" => {
-            let wwpn = step
-                .wwpn
-                .map(|w| w.0)
-                .or_else(|| {
-                    scn.hosts
-                        .iter()
-                        .find(|h| h.name == host)
-                        .and_then(|h| h.hbas.first())
-                        .map(|h| h.wwpn.0)
-                })
-                .ok_or("`hba-linkdown` needs an HBA")?;
+            let wwpn = step_hba(scn, step, host).ok_or("`hba-linkdown` needs an HBA")?;
             lab.set_hba_port_state(host, wwpn, FcPortState::Linkdown)
                 .map_err(|e| e.to_string())?;
-            return Ok(Undo::HbaOnline {
+            return Ok(Injected::Now(Undo::HbaOnline {
                 host: host.to_owned(),
                 wwpn,
-            });
+            }));
+        }
+        "hba-linkdown-later" => {
+            let wwpn = step_hba(scn, step, host).ok_or("`hba-linkdown-later` needs an HBA")?;
+            // Clearing the simulator's fault brings the link back: nothing to undo here.
+            return Ok(Injected::WithNextStep(Fault::HbaLinkdownAfter {
+                host: host_id,
+                wwpn,
+                after: Duration::from_millis(step.delay_ms.unwrap_or_default()),
+            }));
         }
         "nvme-port-down" => {
             let (traddr, trsvcid) = match &step.portal {
@@ -197,7 +223,7 @@ pub(crate) fn inject(
         other => return Err(format!("unknown fault `{other}`")),
     };
     lab.inject(fault).map_err(|e| e.to_string())?;
-    Ok(Undo::Nothing)
+    Ok(Injected::Now(Undo::Nothing))
 }
 
 /// Splits `traddr:trsvcid` (`[v6]:port` allowed).

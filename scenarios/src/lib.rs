@@ -61,7 +61,7 @@ fn table_position(text: &str, table: &str, n: usize) -> (usize, usize) {
 /// Protocol-specific keys: an iSCSI array needs `portals`, an FC array `fc_ports`, an NVMe-oF
 /// array `nvme_ports`; keys of another protocol are refused. Errors point at the table.
 fn check_shape(file: &str, text: &str, scn: &Scenario) -> Result<(), ScenarioError> {
-    use schema::{IdentityStyle, IqnStyle, ProtocolName as P};
+    use schema::{IdentityStyle, IqnStyle, LunIdStyle, ProtocolName as P};
     let proto = scn.protocol;
     let at = |table: &str, n: usize, message: String| {
         let (line, column) = table_position(text, table, n);
@@ -123,6 +123,16 @@ fn check_shape(file: &str, text: &str, scn: &Scenario) -> Result<(), ScenarioErr
             if a.subsystem.is_some() || a.nqn.is_some() || a.aen.is_some() {
                 return err(other("subsystem`/`nqn`/`aen", "NVMe-oF"));
             }
+        }
+        if proto != P::Iscsi && a.identity_style.is_some() {
+            return err(other("identity_style", "iSCSI"));
+        }
+        if a.identity_style == Some(LunIdStyle::Tgt) && a.identity != IdentityStyle::ReuseOnLun {
+            return err(
+                "`identity_style = \"tgt\"` computes ids from the target and LUN, so a reused LUN \
+                 keeps its identity: it needs `identity = \"reuse-on-lun\"`"
+                    .into(),
+            );
         }
         if proto == P::Nvmeof && a.identity != IdentityStyle::Fresh {
             return err(
@@ -296,6 +306,12 @@ pub fn validate(scn: &Scenario) -> Result<(), ScenarioError> {
                     scn.protocol.as_str()
                 )));
             }
+            if name == "hba-linkdown-later" && step.delay_ms.is_none() {
+                return Err(at(
+                    "`hba-linkdown-later` needs `delay_ms` (how far into the next step the link goes)"
+                        .into(),
+                ));
+            }
             if name == "namespace-appears" && step.volume.is_none() {
                 return Err(at(
                     "`namespace-appears` needs `volume` (the volume that appears)".into(),
@@ -322,8 +338,15 @@ pub fn validate(scn: &Scenario) -> Result<(), ScenarioError> {
                 }
             }
         }
-        if step.wwpn.is_some() && step.fault.as_deref() != Some("hba-linkdown") {
-            return Err(at("`wwpn` is only for `fault = \"hba-linkdown\"`".into()));
+        if step.wwpn.is_some()
+            && !matches!(
+                step.fault.as_deref(),
+                Some("hba-linkdown" | "hba-linkdown-later")
+            )
+        {
+            return Err(at(
+                "`wwpn` is only for `fault = \"hba-linkdown\"` or `\"hba-linkdown-later\"`".into(),
+            ));
         }
         for v in &step.expect.violations {
             if !PROPERTIES.contains(&v.as_str()) {
@@ -749,6 +772,57 @@ portal = "10.0.0.1:4420"
     }
 
     #[test]
+    fn hba_linkdown_later_takes_a_wwpn_and_needs_a_delay() {
+        let later = FC.replace("fault = \"hba-linkdown\"", "fault = \"hba-linkdown-later\"");
+        let e = validate(&parse("t", &later).unwrap())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("`hba-linkdown-later` needs `delay_ms`"), "{e}");
+        let scn = parse(
+            "t",
+            &later.replace(
+                "wwpn = \"21000024FF7C0001\"",
+                "wwpn = \"21000024FF7C0001\"\ndelay_ms = 500",
+            ),
+        )
+        .unwrap();
+        validate(&scn).unwrap();
+        assert_eq!(scn.steps[0].delay_ms, Some(500));
+        // On an iSCSI scenario it is refused like every FC fault.
+        let scn = parse(
+            "t",
+            &GOOD.replace(
+                "action = \"create\"\nvolume = \"A\"",
+                "action = \"fault\"\nfault = \"hba-linkdown-later\"\ndelay_ms = 5",
+            ),
+        )
+        .unwrap();
+        let e = validate(&scn).unwrap_err().to_string();
+        assert!(e.contains("is for protocol fc"), "{e}");
+    }
+
+    #[test]
+    fn identity_style_is_for_iscsi_and_tgt_needs_reuse_on_lun() {
+        let tgt = GOOD.replace(
+            "portals = [\"10.0.2.2:3260\"]",
+            "portals = [\"10.0.2.2:3260\"]\nidentity = \"reuse-on-lun\"\nidentity_style = \"tgt\"",
+        );
+        let scn = parse("t", &tgt).unwrap();
+        assert_eq!(scn.arrays[0].identity_style, Some(schema::LunIdStyle::Tgt));
+        assert_eq!(parse("t", GOOD).unwrap().arrays[0].identity_style, None);
+        let e = err(&tgt.replace("identity = \"reuse-on-lun\"\n", ""));
+        assert!(
+            e.starts_with("cat/t.toml:8:1: array[0]: `identity_style = \"tgt\"`")
+                && e.contains("needs `identity = \"reuse-on-lun\"`"),
+            "{e}"
+        );
+        let e = err(&tgt.replace("\"tgt\"", "\"scst\""));
+        assert!(e.contains("unknown variant `scst`"), "{e}");
+        let e = err(&FC.replace("fc_ports = [", "identity_style = \"lio\"\nfc_ports = ["));
+        assert!(e.contains("array[0]: `identity_style` is for iSCSI"), "{e}");
+    }
+
+    #[test]
     fn simulator_only_fabric_settings_are_needs() {
         use brick_harness::Need;
         let text = FC.replace(
@@ -766,13 +840,7 @@ portal = "10.0.0.1:4420"
         let n = needs(by("fc-single-attach-detach"));
         assert_eq!(n, vec![Need::Protocol("fc".into()), Need::Hosts(1)]);
         let n = needs(by("nvmeof-single-attach-detach"));
-        assert_eq!(
-            n,
-            vec![
-                Need::Protocol("nvmeof".into()),
-                Need::Hosts(1),
-            ]
-        );
+        assert_eq!(n, vec![Need::Protocol("nvmeof".into()), Need::Hosts(1),]);
     }
 
     #[test]

@@ -8,15 +8,16 @@ use std::path::Path;
 use brick_connectors::DisconnectOptions;
 use brick_harness::{Lab, LabHostSpec, Target, Tier, Violation};
 use brick_sim_target::{
-    ArraySpec, ArrayTransport, FcHbaSpec, FcPortState, FcTargetPort, IdentityPolicy, IqnMode,
-    NvmePort, NvmeTransport,
+    ArraySpec, ArrayTransport, FcHbaSpec, FcPortState, FcTargetPort, IdStyle, IdentityPolicy,
+    IqnMode, NvmePort, NvmeTransport,
 };
 use serde::Serialize;
 
 use crate::error::ScenarioError;
-use crate::faults::Undo;
+use crate::faults::{Injected, Undo};
 use crate::schema::{
-    Action, HbaState, IdentityStyle, IqnStyle, NvmeTransportName, ProtocolName, Scenario, Step,
+    Action, HbaState, IdentityStyle, IqnStyle, LunIdStyle, NvmeTransportName, ProtocolName,
+    Scenario, Step,
 };
 use crate::snapshot::{HostSummary, StepSnapshot, orphan_paths, summarize};
 
@@ -244,6 +245,12 @@ pub fn build_lab(scn: &Scenario, roots: Option<&Path>) -> Result<Lab, ScenarioEr
             IdentityStyle::Fresh => IdentityPolicy::Fresh,
             IdentityStyle::ReuseOnLun => IdentityPolicy::ReuseOnLun,
         };
+        if a.identity_style == Some(LunIdStyle::Tgt) {
+            spec.id_style = IdStyle::Tgt { first_tid: 1 };
+            spec.vendor = "IET".to_owned();
+            spec.model = "VIRTUAL-DISK".to_owned();
+            spec.lun0_controller = true;
+        }
         if let Some(first) = a.first_lun {
             spec.first_lun = first;
         }
@@ -309,6 +316,7 @@ pub fn run_on(scn: &Scenario, target: &mut dyn Target) -> Result<Outcome, Scenar
             .expect
             .unchanged
             .then(|| (summary(target, &host, &state), target.journal(&host).len()));
+        arm_deferred(target, &mut state)?;
         let (summary_line, result) = run_step(scn, target, step, &mut state);
         // Properties hold for the settled host: udev and multipathd have processed every
         // event (`udevadm settle`). A lost event is a fault, and what it leaves behind shows.
@@ -392,6 +400,8 @@ struct RunState {
     mapped: BTreeMap<String, BTreeMap<String, Option<u64>>>,
     /// What `clear-faults` must undo beyond the simulator's fault list.
     undo: Vec<Undo>,
+    /// Faults to arm when the next step starts (timed faults: see `Injected::WithNextStep`).
+    deferred: Vec<brick_sim_target::Fault>,
 }
 
 fn summary(target: &dyn Target, host: &str, state: &RunState) -> HostSummary {
@@ -511,6 +521,21 @@ fn device_text(d: &brick_connectors::DeviceInfo) -> String {
     format!("{} (wwid {wwn})", d.path)
 }
 
+/// Arms the faults a `fault` step left for this step (simulated targets only: a `fault`
+/// step on another target already failed).
+fn arm_deferred(
+    target: &mut dyn Target,
+    state: &mut RunState,
+) -> Result<(), brick_harness::LabError> {
+    let faults = std::mem::take(&mut state.deferred);
+    if let Some(lab) = target.lab_mut() {
+        for f in faults {
+            lab.inject(f)?;
+        }
+    }
+    Ok(())
+}
+
 /// Runs one step; returns its summary and its result text or error text.
 fn run_step(
     scn: &Scenario,
@@ -604,11 +629,16 @@ fn run_step(
         Action::Fault => {
             let name = step.fault.as_deref().unwrap_or_default();
             let r = match target.lab_mut() {
-                Some(lab) => crate::faults::inject(lab, scn, step, host).map(|u| {
-                    if u != Undo::Nothing {
+                Some(lab) => crate::faults::inject(lab, scn, step, host).map(|i| match i {
+                    Injected::Now(Undo::Nothing) => "ok".to_owned(),
+                    Injected::Now(u) => {
                         state.undo.push(u);
+                        "ok".to_owned()
                     }
-                    "ok".to_owned()
+                    Injected::WithNextStep(f) => {
+                        state.deferred.push(f);
+                        "ok (armed when the next step starts)".to_owned()
+                    }
                 }),
                 None => Err(format!("fault `{name}` needs the simulator")),
             };
@@ -913,4 +943,66 @@ pub fn volumes_json(lab: &Lab) -> serde_json::Value {
         }));
     }
     serde_json::Value::Array(list)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The HBA states of the only host after each step.
+    fn hba_states(outcome: &Outcome) -> Vec<String> {
+        outcome
+            .steps
+            .iter()
+            .map(|s| {
+                let snap = s.snapshot.as_ref().unwrap();
+                let fc = &snap.hosts["compute-1"].fc;
+                fc.iter()
+                    .filter(|l| l.starts_with("host0 "))
+                    .map(|l| l.rsplit('=').next().unwrap().to_owned())
+                    .collect()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_later_hba_linkdown_is_armed_with_the_next_step() {
+        let text = r#"schema = 1
+name = "t"
+description = "d"
+protocol = "fc"
+
+[[host]]
+name = "compute-1"
+
+[[host.hba]]
+wwpn = "21:00:00:24:ff:7c:00:01"
+fabric = "a"
+pci = "0000:05:00.2"
+
+[[array]]
+name = "array-1"
+fc_ports = [{ wwpn = "0x5006016090203181", fabric = "a" }]
+
+[[step]]
+action = "fault"
+fault = "hba-linkdown-later"
+delay_ms = 100
+
+[[step]]
+action = "settle"
+
+[[step]]
+action = "clear-faults"
+"#;
+        let scn = crate::parse("t.toml", text).unwrap();
+        let (outcome, _lab) = run(&scn, None).unwrap();
+        assert!(outcome.passed(), "{outcome:?}");
+        // The fault step itself settles without taking the link down; the next one does.
+        assert_eq!(hba_states(&outcome), ["Online", "Linkdown", "Online"]);
+        assert_eq!(
+            outcome.steps[0].result,
+            "ok (armed when the next step starts)"
+        );
+    }
 }

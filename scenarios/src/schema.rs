@@ -265,6 +265,20 @@ pub enum IdentityStyle {
     ReuseOnLun,
 }
 
+/// How an iSCSI array builds the identities its LUNs report (VPD pages 0x80 and 0x83).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LunIdStyle {
+    /// LIO-like (the default): a random NAA-6 id and serial per volume, INQUIRY
+    /// `LIO-ORG`/`IBLOCK`.
+    #[default]
+    Lio,
+    /// tgt-like (`tgtd`): every id computed from the target id and the LUN (`IET     <tid><lun>`,
+    /// NAA-3 and NAA-6 designators, serial `beaf<tid><lun>`), INQUIRY `IET`/`VIRTUAL-DISK`,
+    /// and a LUN 0 controller on every target; target ids count from 1.
+    Tgt,
+}
+
 /// An array of the scenario.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -283,6 +297,10 @@ pub struct ArrayDef {
     /// Identity of volumes created on reused LUNs.
     #[serde(default = "default_identity")]
     pub identity: IdentityStyle,
+    /// iSCSI: how LUN identities are built (`lio`, the default, or `tgt`; `tgt` needs
+    /// `identity = "reuse-on-lun"`, since its ids belong to the target and LUN).
+    #[serde(default)]
+    pub identity_style: Option<LunIdStyle>,
     /// The first LUN id handed out (default 1; some arrays start at 0).
     #[serde(default)]
     pub first_lun: Option<u64>,

@@ -127,6 +127,20 @@ pub enum Fault {
         /// The volume the array maps concurrently.
         volume: crate::ids::VolumeId,
     },
+    /// The host's FC HBA port `wwpn` loses its link `after` this much virtual time from the
+    /// moment the fault is armed, as if its cable were pulled partway through whatever runs
+    /// then (an attach between its scan and its wait for the device, a detach...). From then
+    /// on it is `Linkdown`, exactly as after [`crate::World::set_hba_port_state`]: its remote
+    /// ports block and lose their devices after `dev_loss_tmo`. Clearing the fault brings the
+    /// link back `Online` if it went down; cleared before, it never goes down.
+    HbaLinkdownAfter {
+        /// Host.
+        host: HostId,
+        /// The HBA port's WWPN.
+        wwpn: u64,
+        /// Virtual time from arming to link loss.
+        after: Duration,
+    },
 }
 
 impl Fault {
@@ -143,7 +157,8 @@ impl Fault {
             | Fault::MultipathdSlowRemove { host, .. }
             | Fault::Crash { host, .. }
             | Fault::NvmePortDown { host, .. }
-            | Fault::NamespaceAppears { host, .. } => *host,
+            | Fault::NamespaceAppears { host, .. }
+            | Fault::HbaLinkdownAfter { host, .. } => *host,
         }
     }
 
@@ -177,12 +192,18 @@ impl Faults {
         }
     }
 
-    pub(crate) fn clear(&mut self) {
-        self.armed.clear();
+    /// Disarms every fault; returns them (each armed copy once).
+    pub(crate) fn clear(&mut self) -> Vec<Fault> {
+        self.armed.drain(..).map(|(f, _)| f).collect()
     }
 
-    pub(crate) fn remove(&mut self, f: &Fault) {
-        self.armed.retain(|(g, _)| g != f);
+    /// Disarms every armed copy of `f`; returns the copies removed.
+    pub(crate) fn remove(&mut self, f: &Fault) -> Vec<Fault> {
+        let (gone, kept) = std::mem::take(&mut self.armed)
+            .into_iter()
+            .partition(|(g, _)| g == f);
+        self.armed = kept;
+        gone.into_iter().map(|(g, _)| g).collect()
     }
 
     pub(crate) fn list(&self) -> Vec<Fault> {
@@ -254,8 +275,24 @@ mod tests {
         for _ in 0..5 {
             assert!(f.fire(is));
         }
-        f.clear();
+        assert_eq!(f.clear().len(), 1);
         assert!(!f.any(is));
+    }
+
+    #[test]
+    fn remove_returns_only_the_equal_copies() {
+        let mut f = Faults::default();
+        let down = |traddr: &str| Fault::NvmePortDown {
+            host: HostId(0),
+            traddr: traddr.to_owned(),
+            trsvcid: 4420,
+        };
+        f.inject(down("10.0.0.1"));
+        f.inject(down("10.0.0.2"));
+        f.inject(down("10.0.0.1"));
+        assert_eq!(f.remove(&down("10.0.0.1")).len(), 2);
+        assert_eq!(f.list(), vec![down("10.0.0.2")]);
+        assert!(f.remove(&down("10.0.0.1")).is_empty());
     }
 
     #[test]

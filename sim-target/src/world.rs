@@ -109,6 +109,10 @@ pub(crate) enum Event {
         host: HostId,
         ctrl: u32,
     },
+    /// A [`Fault::HbaLinkdownAfter`] falls due (ignored if it was cleared meanwhile).
+    HbaLinkdown {
+        fault: Fault,
+    },
 }
 
 /// Arrays, hosts, the virtual clock and the faults. Deterministic for a seed.
@@ -565,20 +569,49 @@ impl World {
             .map_or("", |h| h.spec.initiator_iqn.as_str())
     }
 
-    /// Arms a fault.
+    /// Arms a fault. A [`Fault::HbaLinkdownAfter`] starts its timer now.
     pub fn inject(&mut self, fault: Fault) {
         tracing::debug!(?fault, "fault armed");
+        if let Fault::HbaLinkdownAfter { after, .. } = &fault {
+            let after = *after;
+            self.schedule_timer(
+                after,
+                Event::HbaLinkdown {
+                    fault: fault.clone(),
+                },
+            );
+        }
         self.faults.inject(fault);
     }
 
-    /// Removes every fault.
+    /// Removes every fault. What a fault held down comes back: NVMe controllers of a port
+    /// that answers again reconnect and rescan their namespaces, an HBA taken down by
+    /// [`Fault::HbaLinkdownAfter`] is `Online` again.
     pub fn clear_faults(&mut self) {
-        self.faults.clear();
+        let gone = self.faults.clear();
+        self.faults_cleared(&gone);
     }
 
-    /// Removes one fault (every armed copy equal to it).
+    /// Removes one fault (every armed copy equal to it), with the effects of
+    /// [`World::clear_faults`] for it.
     pub fn clear_fault(&mut self, fault: &Fault) {
-        self.faults.remove(fault);
+        let gone = self.faults.remove(fault);
+        self.faults_cleared(&gone);
+    }
+
+    /// What ends with a fault beyond the fault list.
+    fn faults_cleared(&mut self, gone: &[Fault]) {
+        for f in gone {
+            match f {
+                Fault::NvmePortDown {
+                    host,
+                    traddr,
+                    trsvcid,
+                } => self.nvme_port_back(*host, traddr, *trsvcid),
+                Fault::HbaLinkdownAfter { .. } => self.hba_linkdown_cleared(f),
+                _ => {}
+            }
+        }
     }
 
     /// The armed faults.
@@ -631,6 +664,15 @@ impl World {
         tracing::warn!("settle: event storm, giving up");
     }
 
+    /// Queues a timer event `delay` from now. Unlike [`World::schedule`] it does not take
+    /// part in the ordering of a host's udev events (a timer 30 s away must not hold back the
+    /// udev events queued after it).
+    pub(crate) fn schedule_timer(&mut self, delay: Duration, ev: Event) {
+        let due = self.clock.now().saturating_add(delay);
+        self.last_event += 1;
+        self.events.insert((due, self.last_event), ev);
+    }
+
     /// How many events are still pending.
     pub fn pending_events(&self) -> usize {
         self.events.len()
@@ -655,6 +697,7 @@ impl World {
                 rport,
             } => self.fc_dev_loss(host, host_no, rport),
             Event::NvmeAen { host, ctrl } => self.nvme_scan(host, ctrl),
+            Event::HbaLinkdown { fault } => self.hba_linkdown_due(&fault),
         }
     }
 

@@ -31,6 +31,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::array::ArrayTransport;
+use crate::faults::Fault;
 use crate::ids::{ArrayId, HostId, SimError};
 use crate::naming::{Hctl, path_id_lun};
 use crate::world::{Event, World};
@@ -459,8 +460,8 @@ impl World {
         }
         for (host_no, rport) in blocked {
             tracing::debug!(%host, host_no, rport, ?now, "rport blocked");
-            self.schedule(
-                host,
+            // A timer, not a udev event: the host's later udev events are not held back.
+            self.schedule_timer(
                 DEV_LOSS_TMO,
                 Event::FcDevLoss {
                     host,
@@ -606,6 +607,42 @@ impl World {
         hba.state = state;
         self.fc_sync_all();
         Ok(())
+    }
+
+    /// A [`Fault::HbaLinkdownAfter`] fell due: if it is still armed, its HBA goes `Linkdown`.
+    pub(crate) fn hba_linkdown_due(&mut self, fault: &Fault) {
+        let Fault::HbaLinkdownAfter { host, wwpn, .. } = fault else {
+            return;
+        };
+        if !self.faults.any(|f| f == fault) {
+            return;
+        }
+        tracing::debug!(%host, wwpn = format_args!("{wwpn:#x}"), "fault: HBA link lost");
+        if let Err(e) = self.set_hba_port_state(*host, *wwpn, FcPortState::Linkdown) {
+            tracing::warn!(%host, error = %e, "fault names no HBA of the host: ignored");
+        }
+    }
+
+    /// One copy of a [`Fault::HbaLinkdownAfter`] was cleared: if its timer is still pending
+    /// it never fires; if it fired, the link comes back `Online` (rports log in again, no
+    /// scan: devices removed after `dev_loss_tmo` stay gone).
+    pub(crate) fn hba_linkdown_cleared(&mut self, fault: &Fault) {
+        let pending = self
+            .events
+            .iter()
+            .find(|(_, ev)| matches!(ev, Event::HbaLinkdown { fault: f } if f == fault))
+            .map(|(k, _)| *k);
+        if let Some(key) = pending {
+            self.events.remove(&key);
+            return;
+        }
+        let Fault::HbaLinkdownAfter { host, wwpn, .. } = fault else {
+            return;
+        };
+        tracing::debug!(%host, wwpn = format_args!("{wwpn:#x}"), "fault cleared: HBA link back");
+        if let Err(e) = self.set_hba_port_state(*host, *wwpn, FcPortState::Online) {
+            tracing::warn!(%host, error = %e, "fault names no HBA of the host: ignored");
+        }
     }
 
     /// Whether the rport behind FC SCSI address `hctl` is usable now.

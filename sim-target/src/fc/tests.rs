@@ -571,3 +571,83 @@ fn fc_worlds_are_deterministic() {
     };
     assert_eq!(build(), build());
 }
+
+#[test]
+fn hba_linkdown_after_takes_the_link_down_at_its_virtual_time() {
+    let (mut w, h, a, _) = fabric(true);
+    let v = w.create_volume(a, "v", 1 << 30).unwrap();
+    w.map_volume(v, h).unwrap();
+    let fault = Fault::HbaLinkdownAfter {
+        host: h,
+        wwpn: HBA2,
+        after: Duration::from_secs(1),
+    };
+    w.inject(fault.clone());
+    // An attach's scans run before the link goes.
+    for host_no in [0, 1] {
+        w.write_control(
+            h,
+            &format!("/sys/class/scsi_host/host{host_no}/scan"),
+            "0 0 1",
+        )
+        .unwrap();
+    }
+    w.advance(Duration::from_millis(500));
+    assert_eq!(w.hbas(h)[1].state, FcPortState::Online);
+    assert_eq!(w.host_devices(h).len(), 3, "sda, sdb and dm-0");
+    w.advance(Duration::from_millis(600));
+    assert_eq!(w.hbas(h)[1].state, FcPortState::Linkdown);
+    assert_eq!(w.hbas(h)[1].rports[0].state, FcPortState::Blocked);
+    assert_eq!(w.hbas(h)[0].state, FcPortState::Online);
+    // The dev_loss_tmo timer does not hold back udev events queued after it: a LUN scanned
+    // on the remaining HBA gets its link after the normal udev delay.
+    let v2 = w.create_volume(a, "v2", 1 << 30).unwrap();
+    w.map_volume(v2, h).unwrap();
+    w.write_control(h, "/sys/class/scsi_host/host0/scan", "0 0 2")
+        .unwrap();
+    w.advance(Duration::from_millis(100));
+    assert!(
+        w.tree(h)
+            .get("/dev/disk/by-path/pci-0000:05:00.2-fc-0x514f0c50023f6c00-lun-2")
+            .is_some()
+    );
+    // Past dev_loss_tmo the device behind the downed HBA goes; the map keeps one path.
+    w.settle();
+    let devs = w.host_devices(h);
+    assert!(devs.iter().all(|d| d.name != "sdb"), "{devs:?}");
+    let dm = devs
+        .iter()
+        .find(|d| d.backing == Some(v) && d.name.starts_with("dm-"));
+    assert_eq!(dm.map(|d| d.slaves.clone()), Some(vec!["sda".to_owned()]));
+    // Clearing the fault brings the link back; no scan, so nothing reappears.
+    w.clear_faults();
+    assert_eq!(w.hbas(h)[1].state, FcPortState::Online);
+    assert_eq!(w.hbas(h)[1].rports[0].state, FcPortState::Online);
+    w.settle();
+    assert!(w.host_devices(h).iter().all(|d| d.name != "sdb"));
+}
+
+#[test]
+fn hba_linkdown_after_cleared_in_time_never_fires() {
+    let (mut w, h, _, _) = fabric(false);
+    let fault = Fault::HbaLinkdownAfter {
+        host: h,
+        wwpn: HBA1,
+        after: Duration::from_secs(5),
+    };
+    w.inject(fault.clone());
+    assert_eq!(w.pending_events(), 1);
+    w.advance(Duration::from_secs(1));
+    w.clear_fault(&fault);
+    assert_eq!(w.pending_events(), 0, "its timer is gone");
+    w.advance(Duration::from_secs(10));
+    assert_eq!(w.hbas(h)[0].state, FcPortState::Online);
+    // An HBA the host does not have: the fault fires and changes nothing.
+    w.inject(Fault::HbaLinkdownAfter {
+        host: h,
+        wwpn: 0x42,
+        after: Duration::ZERO,
+    });
+    w.settle();
+    assert!(w.hbas(h).iter().all(|b| b.state == FcPortState::Online));
+}

@@ -503,6 +503,28 @@ impl World {
         })
     }
 
+    /// A [`Fault::NvmePortDown`] was cleared: the port answers again, and each controller of
+    /// the host on it that is no longer `connecting` reconnects. As the kernel does when a
+    /// reconnect succeeds (`nvme_start_ctrl` queues `nvme_queue_scan`), it scans its
+    /// namespaces: those mapped while it was away appear, those unmapped go. (An AEN sent
+    /// while it was away was lost with the connection.)
+    pub(crate) fn nvme_port_back(&mut self, host: HostId, traddr: &str, trsvcid: u16) {
+        let back: Vec<u32> = self
+            .host_ref(host)
+            .kernel
+            .nvme
+            .ctrls
+            .values()
+            .filter(|c| c.port.traddr == traddr && c.port.trsvcid == trsvcid)
+            .filter(|c| self.ctrl_state(host, c) == CtrlState::Live)
+            .map(|c| c.instance)
+            .collect();
+        for instance in back {
+            tracing::debug!(%host, instance, "nvme controller reconnected: rescanning");
+            self.nvme_scan(host, instance);
+        }
+    }
+
     /// The state a controller shows now (a down port makes a live controller `connecting`).
     pub(crate) fn ctrl_state(&self, host: HostId, c: &Ctrl) -> CtrlState {
         if c.state == CtrlState::Live && self.nvme_port_down(host, &c.port) {

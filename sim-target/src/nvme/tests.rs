@@ -737,6 +737,93 @@ fn controller_stuck_connecting_fails_io_and_new_connects() {
 }
 
 #[test]
+fn a_reconnected_controller_rescans_what_changed_while_it_was_away() {
+    let (mut w, h, a) = shared(true);
+    let first = w.create_volume(a, "first", 1 << 30).unwrap();
+    let gone = w.create_volume(a, "gone", 1 << 30).unwrap();
+    w.map_volume(first, h).unwrap();
+    w.map_volume(gone, h).unwrap();
+    assert_eq!(connect_shared(&mut w, h).status, 0);
+    assert_eq!(w.controllers(h)[0].nsids, [1, 2]);
+    let down = Fault::NvmePortDown {
+        host: h,
+        traddr: "10.0.0.1".to_owned(),
+        trsvcid: 4420,
+    };
+    w.inject(down.clone());
+    // Meanwhile the array maps a new volume and unmaps one: the AENs find no live controller.
+    let late = w.create_volume(a, "late", 1 << 30).unwrap();
+    w.unmap_volume(gone, h).unwrap();
+    w.map_volume(late, h).unwrap();
+    w.advance(Duration::from_secs(1));
+    w.settle();
+    assert_eq!(w.controllers(h)[0].state, CtrlState::Connecting);
+    assert_eq!(
+        w.controllers(h)[0].nsids,
+        [1, 2],
+        "nothing scanned while away"
+    );
+    // The port answers again: live, and the reconnect scan (nvme_start_ctrl ->
+    // nvme_queue_scan) drops the unmapped namespace and adds the new one (nsid 2 is
+    // removed in this scan; the freed nsid went to `late`, which the next scan adds).
+    w.clear_fault(&down);
+    assert_eq!(w.controllers(h)[0].state, CtrlState::Live);
+    assert_eq!(w.controllers(h)[0].nsids, [1]);
+    w.settle();
+    let t = w.tree(h);
+    assert!(
+        t.get("/dev/nvme0n2").is_none(),
+        "the unmapped namespace's node went"
+    );
+    assert_eq!(
+        run(&mut w, h, &["nvme", "ns-rescan", "/dev/nvme0"]).status,
+        0
+    );
+    w.settle();
+    let mut found: Vec<(String, Option<VolumeId>)> = w
+        .host_devices(h)
+        .into_iter()
+        .map(|d| (d.name, d.backing))
+        .collect();
+    found.sort();
+    assert_eq!(
+        found,
+        [
+            ("nvme0n1".to_owned(), Some(first)),
+            ("nvme0n2".to_owned(), Some(late))
+        ]
+    );
+}
+
+#[test]
+fn a_namespace_mapped_while_the_port_was_down_appears_when_it_returns() {
+    let (mut w, h, a) = shared(true);
+    let first = w.create_volume(a, "first", 1 << 30).unwrap();
+    w.map_volume(first, h).unwrap();
+    assert_eq!(connect_shared(&mut w, h).status, 0);
+    w.inject(Fault::NvmePortDown {
+        host: h,
+        traddr: "10.0.0.1".to_owned(),
+        trsvcid: 4420,
+    });
+    let late = w.create_volume(a, "late", 1 << 30).unwrap();
+    w.map_volume(late, h).unwrap();
+    w.settle();
+    assert_eq!(
+        w.host_devices(h).len(),
+        1,
+        "the AEN found no live controller"
+    );
+    w.clear_faults();
+    w.settle();
+    let t = w.tree(h);
+    assert!(t.get("/dev/nvme0n2").is_some());
+    let backing: Vec<Option<VolumeId>> = w.host_devices(h).into_iter().map(|d| d.backing).collect();
+    assert_eq!(backing.len(), 2);
+    assert!(backing.contains(&Some(late)));
+}
+
+#[test]
 fn a_namespace_that_appears_during_attach_is_a_second_device() {
     let (mut w, h, a) = shared(true);
     let mine = w.create_volume(a, "mine", 1 << 30).unwrap();
