@@ -13,7 +13,7 @@ use serde::Serialize;
 /// together with the catalogue); `brick explore` runs longer.
 const PROPERTY_CASES: u32 = 1000;
 /// The seed of `brick check`'s property run (`BRICK_SEED` overrides it).
-const PROPERTY_SEED: u64 = 0x6368_6563_6b;
+const PROPERTY_SEED: u64 = 0x0063_6865_636b;
 
 #[derive(Debug, Serialize)]
 struct Row {
