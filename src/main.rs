@@ -126,8 +126,8 @@ impl From<ProtocolArg> for Protocol {
 }
 
 fn main() -> ExitCode {
-    init_tracing();
     let cli = Cli::parse();
+    init_tracing(&cli.command);
     match run(cli) {
         Ok(code) => code,
         Err(err) => {
@@ -137,11 +137,21 @@ fn main() -> ExitCode {
     }
 }
 
-fn init_tracing() {
+/// Logs go to stderr, filtered by `BRICK_LOG`. Without it, commands that drive simulated
+/// hosts through planned faults (`check`, `scenario`, `explore`, `bench`) stay quiet — their
+/// reports carry each connector's log where it matters — and the others show warnings.
+fn init_tracing(command: &Command) {
+    use std::io::IsTerminal as _;
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_env("BRICK_LOG").unwrap_or_else(|_| EnvFilter::new("warn"));
+    let quiet = matches!(
+        command,
+        Command::Check { .. } | Command::Scenario(..) | Command::Explore(..) | Command::Bench(..)
+    );
+    let default = if quiet { "off" } else { "warn" };
+    let filter = EnvFilter::try_from_env("BRICK_LOG").unwrap_or_else(|_| EnvFilter::new(default));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr)
         .try_init();
 }
