@@ -165,6 +165,8 @@ mod tests {
             shared_target: true,
             reuse_identity: false,
             flat_addressing: false,
+            first_lun: 1,
+            fc: None,
         };
         let initial = ModelState::new(topology, FaultMix::default(), 9);
         let transitions = vec![
@@ -190,6 +192,46 @@ mod tests {
         let scn = brick_scenarios::parse("replay-test.toml", &text).expect("parses");
         assert_eq!(scn.name, "replay-test");
         assert_eq!(scn.steps.len(), 5);
+        brick_scenarios::validate(&scn).expect("validates");
+    }
+
+    #[test]
+    fn fc_replay_scenarios_parse_with_the_scenario_schema() {
+        // Two HBAs on two fabrics, multipath, LUNs from 256, and a leaked detach.
+        let fc = brick_harness::machine::FcLayout {
+            hbas: 2,
+            ports: 2,
+            two_fabrics: true,
+        };
+        let topology = Topology {
+            protocol: MachineProtocol::Fc,
+            hosts: 1,
+            host_kind: HostKind::Multipath,
+            portals: fc.paths().len(),
+            shared_target: true,
+            reuse_identity: false,
+            flat_addressing: false,
+            first_lun: 256,
+            fc: Some(fc),
+        };
+        let initial = ModelState::new(topology, FaultMix::default(), 9);
+        let transitions = vec![
+            Transition::Create,
+            Transition::Map { vol: 0, host: 0 },
+            Transition::Attach {
+                vol: 0,
+                host: 0,
+                fault: None,
+            },
+            Transition::Unmap { vol: 0, host: 0 },
+        ];
+        let case = run_case(&initial, &transitions, false);
+        assert!(case.failure.is_none(), "{}", case.trace());
+        let text = case.scenario("fc-replay-test");
+        assert!(text.contains("first_lun = 256"), "{text}");
+        let scn = brick_scenarios::parse("fc-replay-test.toml", &text).expect("parses");
+        assert_eq!(scn.steps.len(), 4);
+        assert_eq!(scn.hosts.first().map(|h| h.hbas.len()), Some(2), "{text}");
         brick_scenarios::validate(&scn).expect("validates");
     }
 }

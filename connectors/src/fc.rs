@@ -764,6 +764,14 @@ impl<'h> FcConnector<'h> {
         let force = opts.force;
         let (hbas, _) = fc_hbas(self.host);
         let devices = self.volume_devices(vol, &hbas);
+        #[cfg(feature = "mutants")]
+        let devices = match device_info.and_then(|d| self.fs().realpath(&d.path).ok()) {
+            Some(r) if crate::mutants::active(crate::mutants::Mutant::FcDevicesFromDeviceInfo) => r
+                .as_str()
+                .strip_prefix("/dev/sd")
+                .map_or(devices, |n| vec![format!("sd{n}")]),
+            _ => devices,
+        };
         if devices.is_empty() {
             tracing::info!(
                 volume = vol.describe(),

@@ -89,6 +89,12 @@ mutants! {
     IgnoreDeviceFlushFailure = "ignore-device-flush-failure",
     /// `get_volume_paths` only looks at the first target of a multipath volume.
     PathsFirstTargetOnly = "paths-first-target-only",
+    /// FC: scans `C T -` (every LUN behind the target port) instead of `C T L`: devices for
+    /// LUNs nobody attached (os-brick's FC wildcard-LUN scans, bugs 1849504 / 2016029 shape).
+    FcScanEveryLun = "fc-scan-every-lun",
+    /// FC: the disconnect removes only the device named in `device_info` (os-brick FC
+    /// disconnect's reliance on `device_info`, os-brick-facts §9 bug 12): other paths stay.
+    FcDevicesFromDeviceInfo = "fc-devices-from-device-info",
 }
 
 impl fmt::Display for Mutant {
@@ -143,6 +149,7 @@ mod tests {
     #[test]
     fn names_round_trip_and_the_switch_is_per_thread() {
         assert!(Mutant::ALL.len() >= 20);
+        assert!(Mutant::ALL.iter().any(|m| m.name().starts_with("fc-")));
         for m in Mutant::ALL {
             assert_eq!(Mutant::from_name(m.name()), Some(*m));
         }

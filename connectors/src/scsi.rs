@@ -306,6 +306,12 @@ impl<'h> Scsi<'h> {
         } else {
             text
         };
+        #[cfg(feature = "mutants")]
+        let text = if crate::mutants::active(crate::mutants::Mutant::FcScanEveryLun) {
+            format!("{} -", text.rsplit_once(' ').map_or("- -", |(ct, _)| ct))
+        } else {
+            text
+        };
         tracing::info!(path = %scan, content = text, "scanning for LUN");
         self.host.write_control(&scan, &text)?;
         Ok(())

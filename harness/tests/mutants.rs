@@ -21,11 +21,19 @@ struct Row {
     why: String,
 }
 
+/// The machine a mutant is hunted with: `fc-*` mutants live in the FC connector.
+fn protocol_of(m: Option<Mutant>) -> MachineProtocol {
+    match m {
+        Some(m) if m.name().starts_with("fc-") => MachineProtocol::Fc,
+        _ => MachineProtocol::Iscsi,
+    }
+}
+
 fn hunt(m: Option<Mutant>) -> Row {
     mutants::set(m);
     let opts = ExploreOptions {
         verbose: false,
-        ..ExploreOptions::new(MachineProtocol::Iscsi, CASES, SEED)
+        ..ExploreOptions::new(protocol_of(m), CASES, SEED)
     };
     let report = explore(&opts, &mut |_| {});
     mutants::set(None);

@@ -52,6 +52,11 @@ fn iscsi_property_run() {
 }
 
 #[test]
+fn fc_property_run() {
+    run(MachineProtocol::Fc);
+}
+
+#[test]
 fn the_same_seed_gives_the_same_trace() {
     let opts = ExploreOptions {
         verbose: false,

@@ -464,8 +464,11 @@ impl World {
             .volumes
             .remove(&vol)
             .ok_or(SimError::UnknownVolume(vol))?;
+        // An FC array has one target for every volume (whatever its `iqn_mode`): deleting
+        // one volume must not take the others' LUNs with it.
         if let Some(a) = self.arrays.get_mut(v.public.array.0 as usize)
             && matches!(a.spec.iqn_mode, IqnMode::PerVolume { .. })
+            && !matches!(a.spec.transport, ArrayTransport::Fc { .. })
         {
             a.targets.remove(&v.iqn);
         }

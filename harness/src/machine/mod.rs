@@ -25,8 +25,8 @@ pub mod trace;
 use proptest_state_machine::{ReferenceStateMachine, StateMachineTest};
 
 pub use model::{
-    AttachFault, DetachFault, FaultMix, HostKind, MachineProtocol, Model, ModelState, Topology,
-    Transition,
+    AttachFault, DetachFault, FaultMix, FcLayout, FcModel, HostKind, MachineProtocol, Model,
+    ModelState, Topology, Transition,
 };
 pub use run::{
     CaseRun, Counterexample, ExploreOptions, ExploreReport, Progress, explore, failure_report,

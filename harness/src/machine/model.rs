@@ -29,16 +29,20 @@ pub const MAX_VOLUMES: usize = 4;
 pub enum MachineProtocol {
     /// iSCSI (single path, multipath, shared targets).
     Iscsi,
+    /// Fibre Channel (one or two HBAs on one or two fabrics, zoned to one or two array
+    /// ports; no sessions: every zoned path is scanned).
+    Fc,
 }
 
 impl MachineProtocol {
     /// Every protocol the machine knows.
-    pub const ALL: &'static [MachineProtocol] = &[MachineProtocol::Iscsi];
+    pub const ALL: &'static [MachineProtocol] = &[MachineProtocol::Iscsi, MachineProtocol::Fc];
 
     /// The name used on the command line and in scenario files.
     pub fn name(self) -> &'static str {
         match self {
             Self::Iscsi => "iscsi",
+            Self::Fc => "fc",
         }
     }
 
@@ -79,10 +83,65 @@ pub struct Topology {
     pub reuse_identity: bool,
     /// SAM-3 flat space addressing (the kernel sees LUN 16384 + n).
     pub flat_addressing: bool,
+    /// The first LUN the array hands out (256 and more: FC's larger LUN numbers).
+    pub first_lun: u64,
+    /// The Fibre Channel layout (`None` for iSCSI).
+    pub fc: Option<FcLayout>,
+}
+
+/// HBAs and array ports of a Fibre Channel case. HBA `i` sits on fabric `i`; with
+/// `two_fabrics` array port `j` sits on fabric `j`, else every port is on fabric 0. A path
+/// is an (HBA, array port) pair on the same fabric, HBA-major (the connector's order).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct FcLayout {
+    /// HBA ports per host (1 or 2).
+    pub hbas: usize,
+    /// Target ports of the array (1 or 2).
+    pub ports: usize,
+    /// The array's ports are spread over two fabrics.
+    pub two_fabrics: bool,
+}
+
+impl FcLayout {
+    /// The fabric of array port `j`.
+    pub fn port_fabric(&self, j: usize) -> usize {
+        if self.two_fabrics { j } else { 0 }
+    }
+
+    /// Every (HBA, array port) path, HBA-major.
+    pub fn paths(&self) -> Vec<(usize, usize)> {
+        (0..self.hbas)
+            .flat_map(|i| (0..self.ports).map(move |j| (i, j)))
+            .filter(|(i, j)| self.port_fabric(*j) == *i)
+            .collect()
+    }
 }
 
 impl fmt::Display for Topology {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(fc) = &self.fc {
+            write!(
+                f,
+                "{} host(s) {:?}, FC {} HBA(s), {} array port(s) on {} fabric(s), {} path(s), \
+                 first LUN {}, ",
+                self.hosts,
+                self.host_kind,
+                fc.hbas,
+                fc.ports,
+                if fc.two_fabrics { 2 } else { 1 },
+                self.portals,
+                self.first_lun
+            )?;
+            return write!(
+                f,
+                "identity {}",
+                if self.reuse_identity {
+                    "reuse-on-lun"
+                } else {
+                    "fresh"
+                }
+            );
+        }
         write!(
             f,
             "{} host(s) {:?}, {} portal(s), {} target, identity {}{}",
@@ -461,6 +520,23 @@ impl ModelState {
         self.topology.host_kind == HostKind::Multipath
     }
 
+    /// Fibre Channel: no sessions, every zoned path is scanned.
+    pub fn is_fc(&self) -> bool {
+        self.topology.protocol == MachineProtocol::Fc
+    }
+
+    /// Whether path (portal) `p` is unreachable from `h` now. For FC, `down` holds
+    /// (host, HBA) pairs whose link is down.
+    fn is_down(&self, h: usize, p: usize) -> bool {
+        match &self.topology.fc {
+            Some(fc) => fc
+                .paths()
+                .get(p)
+                .is_some_and(|(hba, _)| self.down.contains(&(h, *hba))),
+            None => self.down.contains(&(h, p)),
+        }
+    }
+
     /// The target of volume `v`.
     pub fn tgt_of(&self, v: usize) -> Tgt {
         if self.shared() { None } else { Some(v) }
@@ -529,7 +605,7 @@ impl ModelState {
 
     /// Whether `h` may log in to `tgt` through `p` now.
     fn can_login(&self, h: usize, tgt: Tgt, p: usize) -> bool {
-        !self.down.contains(&(h, p))
+        !self.is_down(h, p)
             && self.target_exists(tgt)
             && self
                 .volumes
@@ -597,7 +673,8 @@ impl ModelState {
             .filter(|(i, x)| x.exists && self.tgt_of(*i) == tgt)
             .filter_map(|(_, x)| x.mapped.get(&h).copied())
             .collect();
-        let lun = (1..).find(|l| !used.contains(l)).unwrap_or(1);
+        let first = self.topology.first_lun;
+        let lun = (first..).find(|l| !used.contains(l)).unwrap_or(first);
         let reuse = self.topology.reuse_identity;
         let first_mapping = self.volumes.get(v).is_some_and(|x| x.mapped.is_empty());
         if reuse {
@@ -634,7 +711,9 @@ impl ModelState {
             AttachedDev::Dm(i) => s.dms.contains(&(h, i)),
         };
         let kept = previous.is_some_and(|a| existed(self, a.dev));
-        let result = if self.connector_multipath() {
+        let result = if self.is_fc() {
+            self.attach_fc(h, tgt, lun, portals, lost)
+        } else if self.connector_multipath() {
             self.attach_multipath(h, tgt, lun, portals, lost, late)
         } else {
             self.attach_single(h, tgt, lun, portals, lost, late)
@@ -690,7 +769,7 @@ impl ModelState {
                 return Some((AttachedDev::Sd(key), wwn));
             }
             let has_session = self.sessions.contains(&(h, tgt, p));
-            if !self.down.contains(&(h, p)) && (has_session || self.can_login(h, tgt, p)) {
+            if !self.is_down(h, p) && (has_session || self.can_login(h, tgt, p)) {
                 self.sessions.insert((h, tgt, p));
                 let linked_before = self
                     .probe(h, tgt, lun)
@@ -704,6 +783,48 @@ impl ModelState {
             self.logout_idle(h, tgt, std::iter::once(p));
         }
         None
+    }
+
+    /// Fibre Channel: a linked device on a live path is used as it is; else every live
+    /// path is scanned for the LUN (narrow scans) and the first linked one is returned. Lost
+    /// udev events leave no by-path link: the attach fails, the devices stay.
+    fn attach_fc(
+        &mut self,
+        h: usize,
+        tgt: Tgt,
+        lun: u64,
+        paths: usize,
+        lost: bool,
+    ) -> Option<(AttachedDev, Option<u32>)> {
+        let key = |p: usize| DevKey {
+            host: h,
+            tgt,
+            portal: p,
+            lun,
+        };
+        let usable = |s: &Self, p: usize| {
+            !s.is_down(h, p) && s.devices.get(&key(p)).is_some_and(|d| d.linked)
+        };
+        let found = match (0..paths).find(|p| usable(self, *p)) {
+            Some(p) => p,
+            None => {
+                for p in 0..paths {
+                    if !self.is_down(h, p) && !self.devices.contains_key(&key(p)) {
+                        self.scan_new(key(p), lost);
+                    }
+                }
+                (0..paths).find(|p| usable(self, *p))?
+            }
+        };
+        let k = key(found);
+        let ident = self.devices.get(&k)?.ident;
+        if self.connector_multipath() && self.dms.contains(&(h, ident)) {
+            return Some((AttachedDev::Dm(ident), Some(ident)));
+        }
+        Some((
+            AttachedDev::Sd(k),
+            self.scsi_link(h, ident).then_some(ident),
+        ))
     }
 
     /// Whether a `scsi-<wwid>` link of `ident` exists on `h` (some linked disk has it).
@@ -734,7 +855,7 @@ impl ModelState {
         // A down portal whose session exists has the connector rescan for about a minute:
         // events that are "only" 30 s late arrive while it waits.
         let slow = (0..portals).any(|p| {
-            self.down.contains(&(h, p))
+            self.is_down(h, p)
                 && self.sessions.contains(&(h, tgt, p))
                 && !self.devices.contains_key(&DevKey {
                     host: h,
@@ -755,7 +876,7 @@ impl ModelState {
                 continue;
             }
             let has_session = self.sessions.contains(&(h, tgt, p));
-            if !self.down.contains(&(h, p)) && (has_session || self.can_login(h, tgt, p)) {
+            if !self.is_down(h, p) && (has_session || self.can_login(h, tgt, p)) {
                 self.sessions.insert((h, tgt, p));
                 if self.scan_new(key, lost).is_some() {
                     found.push(key);
@@ -855,8 +976,10 @@ impl ModelState {
                 }
             }
             if busy {
-                // No delete worked; a logout takes the devices with the session.
-                for p in 0..portals {
+                // No delete worked; a logout takes the devices with the session (FC has
+                // none: the devices stay).
+                let logout_portals = if self.is_fc() { 0 } else { portals };
+                for p in 0..logout_portals {
                     let others = self
                         .devices
                         .keys()
@@ -945,7 +1068,7 @@ impl ModelState {
                     && self.mapped(vol, host).is_some()
                     && match fault {
                         None => true,
-                        Some(AttachFault::UdevLate) => self.faults.udev_late,
+                        Some(AttachFault::UdevLate) => self.faults.udev_late && !self.is_fc(),
                         Some(AttachFault::UdevLost) => self.faults.udev_lost,
                     }
             }
@@ -1049,6 +1172,7 @@ impl ModelState {
                     .filter(|k| {
                         self.devices.get(k).is_some_and(|d| d.linked)
                             && (self.connector_multipath()
+                                || self.is_fc()
                                 || self.sessions.contains(&(h, k.tgt, k.portal)))
                     })
                     .collect();
@@ -1149,7 +1273,56 @@ fn topology_strategy() -> BoxedStrategy<Topology> {
                 // ambiguous: reuse only on one host.
                 reuse_identity: reuse && hosts == 1,
                 flat_addressing: flat,
+                first_lun: 1,
+                fc: None,
             }
+        })
+        .boxed()
+}
+
+fn fc_topology_strategy() -> BoxedStrategy<Topology> {
+    (
+        prop_oneof![
+            3 => Just(HostKind::Single),
+            3 => Just(HostKind::Multipath),
+            2 => Just(HostKind::MultipathdSingle),
+        ],
+        1usize..=2,
+        1usize..=2,
+        1usize..=2,
+        any::<bool>(),
+        any::<bool>(),
+        prop::bool::weighted(0.25),
+    )
+        .prop_map(
+            |(host_kind, hosts, hbas, ports, two_fabrics, reuse, high)| {
+                let fc = FcLayout {
+                    hbas,
+                    ports,
+                    two_fabrics,
+                };
+                Topology {
+                    protocol: MachineProtocol::Fc,
+                    hosts,
+                    host_kind,
+                    portals: fc.paths().len(),
+                    // One FC target (the array's ports); LUNs tell the volumes apart.
+                    shared_target: true,
+                    reuse_identity: reuse && hosts == 1,
+                    flat_addressing: false,
+                    first_lun: if high { 256 } else { 1 },
+                    fc: Some(fc),
+                }
+            },
+        )
+        .boxed()
+}
+
+fn fc_fault_mix_strategy() -> BoxedStrategy<FaultMix> {
+    fault_mix_strategy()
+        .prop_map(|f| FaultMix {
+            path_flap: false,
+            ..f
         })
         .boxed()
 }
@@ -1168,6 +1341,37 @@ fn fault_mix_strategy() -> BoxedStrategy<FaultMix> {
             path_flap: h,
         })
         .boxed()
+}
+
+/// The reference state machine for Fibre Channel.
+#[derive(Debug, Clone, Copy)]
+pub struct FcModel;
+
+impl ReferenceStateMachine for FcModel {
+    type State = ModelState;
+    type Transition = Transition;
+
+    fn init_state() -> BoxedStrategy<ModelState> {
+        (
+            fc_topology_strategy(),
+            fc_fault_mix_strategy(),
+            any::<u64>(),
+        )
+            .prop_map(|(t, f, seed)| ModelState::new(t, f, seed))
+            .boxed()
+    }
+
+    fn transitions(state: &ModelState) -> BoxedStrategy<Transition> {
+        transitions_for(state)
+    }
+
+    fn apply(state: ModelState, t: &Transition) -> ModelState {
+        state.step(t)
+    }
+
+    fn preconditions(state: &ModelState, t: &Transition) -> bool {
+        state.allows(t)
+    }
 }
 
 impl ReferenceStateMachine for Model {
@@ -1230,7 +1434,7 @@ fn transitions_for(s: &ModelState) -> BoxedStrategy<Transition> {
         ));
         let f = s.faults.clone();
         let mut afaults: Vec<Option<AttachFault>> = vec![None, None, None];
-        if f.udev_late {
+        if f.udev_late && !s.is_fc() {
             afaults.push(Some(AttachFault::UdevLate));
         }
         if f.udev_lost {

@@ -5,11 +5,11 @@ use std::cell::{Cell, RefCell};
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
-use proptest::strategy::{Strategy as _, ValueTree as _};
+use proptest::strategy::{Strategy, ValueTree as _};
 use proptest::test_runner::{Config, RngAlgorithm, TestCaseError, TestError, TestRng, TestRunner};
 use proptest_state_machine::ReferenceStateMachine as _;
 
-use crate::machine::model::{MachineProtocol, Model, ModelState, Transition};
+use crate::machine::model::{FcModel, MachineProtocol, Model, ModelState, Transition};
 use crate::machine::sut::{StepFailure, StepRecord, Sut};
 use crate::machine::trace::scenario_toml;
 
@@ -275,7 +275,8 @@ pub fn explore(opts: &ExploreOptions, progress: &mut dyn FnMut(&Progress)) -> Ex
         TestRng::from_seed(RngAlgorithm::ChaCha, &seed_bytes(opts.seed)),
     );
     let strategy = match opts.protocol {
-        MachineProtocol::Iscsi => Model::sequential_strategy(1..=MAX_TRANSITIONS),
+        MachineProtocol::Iscsi => Model::sequential_strategy(1..=MAX_TRANSITIONS).boxed(),
+        MachineProtocol::Fc => FcModel::sequential_strategy(1..=MAX_TRANSITIONS).boxed(),
     };
     let cases = Cell::new(0u32);
     let steps = Cell::new(0u64);

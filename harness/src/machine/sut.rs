@@ -5,13 +5,15 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use brick_connectors::{DeviceInfo, DisconnectOptions, RealHost, find_orphans};
-use brick_sim_target::{ArraySpec, Fault, HostId, IdentityPolicy, IqnMode, Times, UdevAction};
+use brick_sim_target::{
+    ArraySpec, Fault, FcHbaSpec, FcTargetPort, HostId, IdentityPolicy, IqnMode, Times, UdevAction,
+};
 
 use crate::checks::PropertyKind;
 use crate::lab::{Lab, LabHostSpec};
 use crate::machine::model::{
-    AttachFault, AttachedDev, DetachFault, DevKey, HostKind, ModelState, Outcome, Tgt, Transition,
-    host_name, vol_name,
+    AttachFault, AttachedDev, DetachFault, DevKey, FcLayout, HostKind, ModelState, Outcome, Tgt,
+    Transition, host_name, vol_name,
 };
 use crate::simhost::lock;
 
@@ -25,6 +27,21 @@ pub(crate) const IQN_PREFIX: &str = "iqn.2010-10.org.openstack:volume-";
 /// Portal `i` of the array.
 pub(crate) fn portal(i: usize) -> String {
     format!("10.0.{}.2:3260", i + 2)
+}
+
+/// WWPN of HBA `i` of host `h`.
+pub(crate) fn hba_wwpn(h: usize, i: usize) -> u64 {
+    0x2100_0024_ff7c_0000 + ((h as u64) << 8) + i as u64 + 1
+}
+
+/// WWPN of the array's FC port `j`.
+pub(crate) fn fc_port_wwpn(j: usize) -> u64 {
+    0x5006_0160_9020_3181 + ((j as u64) << 32)
+}
+
+/// Name of FC fabric `i`.
+pub(crate) fn fabric(i: usize) -> String {
+    format!("f{i}")
 }
 
 /// What one step did, for the trace.
@@ -56,6 +73,7 @@ pub(crate) struct Sut {
     hosts: Vec<String>,
     portals: Vec<String>,
     flat: bool,
+    fc: Option<FcLayout>,
 }
 
 fn sim(e: impl std::fmt::Display) -> String {
@@ -79,7 +97,40 @@ impl Sut {
                 }
             };
             spec.sim.udev_delay = Duration::from_millis(50);
+            if let Some(fc) = &t.fc {
+                let hi = hosts.iter().position(|x| x == h).unwrap_or(0);
+                for i in 0..fc.hbas {
+                    spec.sim = spec.sim.with_fc_hba(FcHbaSpec::new(
+                        hba_wwpn(hi, i),
+                        fabric(i),
+                        &format!("0000:05:00.{}", i + 2),
+                    ));
+                }
+            }
             lab.add_host(spec).map_err(sim)?;
+        }
+        if let Some(fc) = t.fc {
+            let ports = (0..fc.ports)
+                .map(|j| FcTargetPort::new(fc_port_wwpn(j), fabric(fc.port_fabric(j))))
+                .collect();
+            let mut spec = ArraySpec::fc(ARRAY, ports);
+            spec.identity = if t.reuse_identity {
+                IdentityPolicy::ReuseOnLun
+            } else {
+                IdentityPolicy::Fresh
+            };
+            spec.first_lun = t.first_lun;
+            lab.add_array(spec).map_err(sim)?;
+            for h in &hosts {
+                lab.zone(h, ARRAY).map_err(sim)?;
+            }
+            return Ok(Self {
+                lab,
+                hosts,
+                portals: Vec::new(),
+                flat: false,
+                fc: Some(fc),
+            });
         }
         let portals: Vec<String> = (0..t.portals).map(portal).collect();
         let mut spec = ArraySpec::new(ARRAY, portals.clone());
@@ -104,6 +155,7 @@ impl Sut {
             hosts,
             portals,
             flat: t.flat_addressing,
+            fc: None,
         })
     }
 
@@ -439,7 +491,8 @@ impl Sut {
                     .map(|d| format!("/dev/{}", d.name))
             }
         };
-        if want_path.as_deref() != Some(info.path.as_str()) {
+        let got_path = self.resolve(host, info.path.as_str());
+        if want_path.as_deref() != Some(got_path.as_str()) {
             return Err(format!(
                 "attach returned {} but the model expects {} ({})",
                 info.path,
@@ -494,6 +547,24 @@ impl Sut {
         Ok(())
     }
 
+    /// `/dev/disk/...` links (the FC connector returns its by-path link) resolved to the
+    /// `/dev/<name>` they point at on host `h`.
+    fn resolve(&self, h: usize, path: &str) -> String {
+        if !path.starts_with("/dev/disk/") {
+            return path.to_owned();
+        }
+        let Ok(root) = self.lab.root(&host_name(h)) else {
+            return path.to_owned();
+        };
+        match std::fs::read_link(root.join(path.trim_start_matches('/'))) {
+            Ok(t) => t
+                .file_name()
+                .map(|n| format!("/dev/{}", n.to_string_lossy()))
+                .unwrap_or_else(|| path.to_owned()),
+            Err(_) => path.to_owned(),
+        }
+    }
+
     fn wwid_of_ident(&self, model: &ModelState, ident: u32) -> Option<String> {
         let v = model.volumes.iter().position(|x| x.ident == ident)?;
         let id = self.lab.volume_id(&vol_name(v)).ok()?;
@@ -524,6 +595,48 @@ impl Sut {
     fn world_devices(&self, h: usize) -> BTreeMap<DevKey, (String, String)> {
         let hid = self.host_id(h);
         let w = lock(self.lab.world());
+        if let Some(fc) = &self.fc {
+            let paths = fc.paths();
+            let hbas = w.hbas(hid);
+            let mut out = BTreeMap::new();
+            for d in w.host_devices(hid) {
+                let Some(hctl) = &d.hctl else { continue };
+                let parts: Vec<&str> = hctl.split(':').collect();
+                let [hn, _, t, l] = parts.as_slice() else {
+                    continue;
+                };
+                let (Ok(hn), Ok(t), Ok(l)) =
+                    (hn.parse::<u32>(), t.parse::<i64>(), l.parse::<u64>())
+                else {
+                    continue;
+                };
+                let Some(hba) = hbas.iter().find(|b| b.host_no == hn) else {
+                    continue;
+                };
+                let Some(i) = (0..fc.hbas).find(|i| hba_wwpn(h, *i) == hba.wwpn) else {
+                    continue;
+                };
+                let Some(r) = hba.rports.iter().find(|r| r.scsi_target_id == t) else {
+                    continue;
+                };
+                let Some(j) = (0..fc.ports).find(|j| fc_port_wwpn(*j) == r.wwpn) else {
+                    continue;
+                };
+                let Some(p) = paths.iter().position(|x| *x == (i, j)) else {
+                    continue;
+                };
+                out.insert(
+                    DevKey {
+                        host: h,
+                        tgt: None,
+                        portal: p,
+                        lun: l,
+                    },
+                    (d.name.clone(), d.reported_wwid.clone()),
+                );
+            }
+            return out;
+        }
         let sessions = w.sessions(hid);
         let mut out = BTreeMap::new();
         for d in w.host_devices(hid) {

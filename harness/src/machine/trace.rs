@@ -13,7 +13,7 @@ use crate::checks::PropertyKind;
 use crate::machine::model::{
     AttachFault, DetachFault, HostKind, ModelState, Outcome, Transition, host_name, vol_name,
 };
-use crate::machine::sut::{ARRAY, IQN_PREFIX, SHARED_IQN, portal};
+use crate::machine::sut::{ARRAY, IQN_PREFIX, SHARED_IQN, fabric, fc_port_wwpn, hba_wwpn, portal};
 
 /// How each machine fault is written in a scenario: the fault name of the scenarios crate,
 /// plus its `times` / `delay_ms` fields. `None`: not expressible (the crash; the replay keeps
@@ -140,7 +140,54 @@ pub fn scenario_toml(name: &str, initial: &ModelState, transitions: &[Transition
             }
         }
         let _ = writeln!(out, "udev_delay_ms = 50");
+        if let Some(fc) = &t.fc {
+            for i in 0..fc.hbas {
+                let _ = writeln!(
+                    out,
+                    "\n[[host.hba]]\nwwpn = {}\nfabric = {}\npci = {}",
+                    q(&colon_wwpn(hba_wwpn(h, i))),
+                    q(&fabric(i)),
+                    q(&format!("0000:05:00.{}", i + 2))
+                );
+            }
+        }
     }
+    if let Some(fc) = &t.fc {
+        let ports: Vec<String> = (0..fc.ports)
+            .map(|j| {
+                format!(
+                    "  {{ wwpn = {}, fabric = {} }},",
+                    q(&colon_wwpn(fc_port_wwpn(j))),
+                    q(&fabric(fc.port_fabric(j)))
+                )
+            })
+            .collect();
+        let _ = writeln!(
+            out,
+            "\n[[array]]\nname = {}\nfirst_lun = {}\nfc_ports = [\n{}\n]",
+            q(ARRAY),
+            t.first_lun,
+            ports.join("\n")
+        );
+        if t.reuse_identity {
+            let _ = writeln!(out, "identity = \"reuse-on-lun\"");
+        }
+    } else {
+        write_iscsi_array(&mut out, initial);
+    }
+    write_steps(&mut out, initial, transitions);
+    out
+}
+
+/// `21:00:00:24:ff:7c:00:01`.
+fn colon_wwpn(w: u64) -> String {
+    let b = w.to_be_bytes();
+    let parts: Vec<String> = b.iter().map(|x| format!("{x:02x}")).collect();
+    parts.join(":")
+}
+
+fn write_iscsi_array(out: &mut String, initial: &ModelState) {
+    let t = &initial.topology;
     let portals: Vec<String> = (0..t.portals).map(|i| q(&portal(i))).collect();
     let _ = writeln!(
         out,
@@ -159,8 +206,12 @@ pub fn scenario_toml(name: &str, initial: &ModelState, transitions: &[Transition
     if t.flat_addressing {
         let _ = writeln!(out, "# not expressible yet: SAM3-flat addressing");
     }
+}
+
+fn write_steps(out: &mut String, initial: &ModelState, transitions: &[Transition]) {
+    let t = &initial.topology;
     let mut w = Writer {
-        out: &mut out,
+        out,
         multi_host: t.hosts > 1,
     };
     let mut state = initial.clone();
@@ -252,5 +303,4 @@ pub fn scenario_toml(name: &str, initial: &ModelState, transitions: &[Transition
             }
         }
     }
-    out
 }

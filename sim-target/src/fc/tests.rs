@@ -651,3 +651,17 @@ fn hba_linkdown_after_cleared_in_time_never_fires() {
     w.settle();
     assert!(w.hbas(h).iter().all(|b| b.state == FcPortState::Online));
 }
+
+/// Found by the property machine: deleting one FC volume removed the array's only FC target,
+/// unmapping every other volume of the array.
+#[test]
+fn deleting_one_fc_volume_keeps_the_others_mapped() {
+    let (mut w, h, a, _) = fabric(false);
+    let v1 = w.create_volume(a, "v1", 1 << 30).unwrap();
+    let v2 = w.create_volume(a, "v2", 1 << 30).unwrap();
+    assert_eq!(w.map_volume(v1, h).unwrap().lun, 1);
+    w.delete_volume(v2).unwrap();
+    scan(&mut w, 0, "0 0 1");
+    let backing: Vec<Option<VolumeId>> = w.host_devices(h).iter().map(|d| d.backing).collect();
+    assert_eq!(backing, [Some(v1)], "v1 is still mapped at LUN 1");
+}
