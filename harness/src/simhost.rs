@@ -26,8 +26,11 @@
 //!   `Lab::root`, `Lab::tree_listing`, the agent, os-brick's oracle): whoever learns where the
 //!   tree lives finds it current. Labs with temporary roots use this mode.
 //!
-//! The directory always receives exactly the tree the view served (the tree taken at the
-//! last sync), so both backends agree at every point.
+//! A sync only marks the view out of date; the tree is taken from the model at the first
+//! read (or flush) after it, so a run of side effects with no read in between costs one
+//! render, not one per call. The directory always receives exactly the tree the view served,
+//! so both backends agree at every point. The view locks the world to render: never read
+//! through the port while holding [`lock`] on its world.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -57,10 +60,11 @@ pub enum DiskSync {
     OnDemand,
 }
 
-/// The tree the port serves, and whether the directory still has to receive it.
+/// The tree the port serves (`None`: render it at the next read), and whether the directory
+/// still has to receive it.
 #[derive(Debug, Default)]
 struct View {
-    tree: Arc<Tree>,
+    tree: Option<Arc<Tree>>,
     disk_stale: bool,
 }
 
@@ -110,10 +114,9 @@ impl SimHost {
     /// Brings the port's view up to date with the model (and the directory too with
     /// [`DiskSync::Always`]).
     pub fn sync(&self) -> std::io::Result<()> {
-        let tree = lock(&self.world).tree(self.host);
         {
             let mut v = self.view_lock();
-            v.tree = Arc::new(tree);
+            v.tree = None;
             v.disk_stale = true;
         }
         if self.disk == DiskSync::Always {
@@ -130,13 +133,29 @@ impl SimHost {
                 return Ok(());
             }
             v.disk_stale = false;
-            Arc::clone(&v.tree)
+            self.current(&mut v)
         };
         let result = lock(&self.world).materialize_tree(self.host, &self.root, (*tree).clone());
         if result.is_err() {
             self.view_lock().disk_stale = true;
         }
         result
+    }
+
+    fn current(&self, v: &mut View) -> Arc<Tree> {
+        match &v.tree {
+            Some(t) => Arc::clone(t),
+            None => {
+                let t = Arc::new(lock(&self.world).tree(self.host));
+                v.tree = Some(Arc::clone(&t));
+                t
+            }
+        }
+    }
+
+    fn tree_now(&self) -> Arc<Tree> {
+        let mut v = self.view_lock();
+        self.current(&mut v)
     }
 
     fn view_lock(&self) -> MutexGuard<'_, View> {
@@ -238,19 +257,20 @@ impl HostView for TreeView<'_> {
     }
 }
 
-/// The port's reads: the tree of the last sync, the same one the directory receives.
+/// The port's reads: the tree rendered at the first read after the last sync, the same one
+/// the directory receives.
 impl HostView for SimHost {
     fn root(&self) -> &Path {
         &self.root
     }
     fn entry(&self, path: &str) -> Option<ViewEntry> {
-        tree_entry(&self.view_lock().tree, path)
+        tree_entry(&self.tree_now(), path)
     }
     fn read(&self, path: &str) -> std::io::Result<Vec<u8>> {
-        tree_read(&self.view_lock().tree, path)
+        tree_read(&self.tree_now(), path)
     }
     fn list(&self, path: &str) -> std::io::Result<Vec<String>> {
-        tree_list(&self.view_lock().tree, path)
+        tree_list(&self.tree_now(), path)
     }
 }
 
