@@ -75,21 +75,84 @@ pub enum FileKind {
     Special,
 }
 
+/// What a host path names in a [`HostView`], the last component not followed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ViewEntry {
+    /// A directory.
+    Dir,
+    /// A regular file.
+    File,
+    /// A symlink with its raw target.
+    Link(String),
+    /// A device node or other special file.
+    Special,
+}
+
+/// An in-memory source for the reads of [`HostFs`], instead of the files under the root.
+///
+/// A view is a dumb lookup: [`HostFs`] still does every symlink resolution and confinement
+/// step itself, asking the view only what a single, already resolved path is (`lstat`),
+/// holds (`read`) or lists (`readdir`). So a view answers the same questions the real
+/// directory would, and the two backends share one implementation of the semantics.
+///
+/// A [`Host`] that keeps its tree in memory (the simulator) exposes one through
+/// [`Host::view`]; the default (`None`) reads the files under [`Host::root`].
+pub trait HostView {
+    /// The directory this view stands for (the host's root on disk, which may lag behind
+    /// the view until [`Host::root`] is asked for).
+    fn root(&self) -> &Path;
+
+    /// What `path` (absolute, normalised, e.g. `/sys/block/sda`) is, without following a
+    /// final symlink; `None` if nothing is there. `/` is a directory.
+    fn entry(&self, path: &str) -> Option<ViewEntry>;
+
+    /// The bytes of the regular file at `path`. Errors as `read(2)` gives them: `ENOENT`
+    /// when missing, `EISDIR` for a directory.
+    fn read(&self, path: &str) -> std::io::Result<Vec<u8>>;
+
+    /// The names in the directory at `path`, any order. Errors as `opendir(3)` gives them:
+    /// `ENOENT` when missing, `ENOTDIR` for anything else.
+    fn list(&self, path: &str) -> std::io::Result<Vec<String>>;
+}
+
 /// Confined, read-only access to a host's tree under its root.
-#[derive(Debug, Clone, Copy)]
+#[derive(Clone, Copy)]
 pub struct HostFs<'a> {
     root: &'a Path,
+    view: Option<&'a dyn HostView>,
+}
+
+impl std::fmt::Debug for HostFs<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HostFs")
+            .field("root", &self.root)
+            .field("in_memory", &self.view.is_some())
+            .finish()
+    }
 }
 
 impl<'a> HostFs<'a> {
     /// Reads the tree under `root` (the directory that stands for the host's `/`).
     pub fn new(root: &'a Path) -> Self {
-        Self { root }
+        Self { root, view: None }
     }
 
-    /// Reads the tree of `host` (under [`Host::root`]).
+    /// Reads the tree from `view` instead of the files under `root`; `root` only names the
+    /// directory the view stands for (see [`HostFs::root`]).
+    pub fn with_view(root: &'a Path, view: &'a dyn HostView) -> Self {
+        Self {
+            root,
+            view: Some(view),
+        }
+    }
+
+    /// Reads the tree of `host`: from its [`Host::view`] if it has one, else the files under
+    /// [`Host::root`].
     pub fn of(host: &'a dyn Host) -> Self {
-        Self { root: host.root() }
+        match host.view() {
+            Some(view) => Self::with_view(view.root(), view),
+            None => Self::new(host.root()),
+        }
     }
 
     /// The root this reader is confined to.
@@ -135,32 +198,14 @@ impl<'a> HostFs<'a> {
             if pending.is_empty() && !follow_last {
                 break;
             }
-            let physical = self.physical(&resolved);
-            let Ok(meta) = fs::symlink_metadata(&physical) else {
-                // Missing (or unreadable): keep the rest literally.
+            let Some(target) = self.link_target(&resolved, path, &mut links)? else {
+                // Missing, unreadable or not a link: keep going literally.
                 continue;
             };
-            if !meta.file_type().is_symlink() {
-                continue;
-            }
-            links += 1;
-            if links > MAX_LINKS {
-                return Err(FsError::Loop { path: path.clone() });
-            }
-            let link_path = to_host_path(&resolved)?;
-            let target = fs::read_link(&physical).map_err(|source| FsError::Io {
-                path: link_path.clone(),
-                source,
-            })?;
-            let Some(target) = target.to_str() else {
-                return Err(FsError::NotUtf8 {
-                    path: link_path,
-                    what: "link target",
-                });
-            };
+            let target = target.as_str();
             if target.is_empty() || target.contains('\0') {
                 return Err(FsError::BadLink {
-                    path: link_path,
+                    path: to_host_path(&resolved)?,
                     target: target.to_owned(),
                 });
             }
@@ -178,6 +223,48 @@ impl<'a> HostFs<'a> {
             );
         }
         to_host_path(&resolved)
+    }
+
+    /// The raw target if the already resolved `resolved` is a symlink (counting it against
+    /// the loop bound), `None` if it is missing or anything else.
+    fn link_target(
+        &self,
+        resolved: &[String],
+        path: &HostPath,
+        links: &mut usize,
+    ) -> Result<Option<String>, FsError> {
+        let target = match self.view {
+            Some(view) => match view.entry(&format!("/{}", resolved.join("/"))) {
+                Some(ViewEntry::Link(target)) => {
+                    count_link(links, path)?;
+                    target
+                }
+                _ => return Ok(None),
+            },
+            None => {
+                let physical = self.physical(resolved);
+                let Ok(meta) = fs::symlink_metadata(&physical) else {
+                    return Ok(None);
+                };
+                if !meta.file_type().is_symlink() {
+                    return Ok(None);
+                }
+                count_link(links, path)?;
+                let link_path = to_host_path(resolved)?;
+                let target = fs::read_link(&physical).map_err(|source| FsError::Io {
+                    path: link_path.clone(),
+                    source,
+                })?;
+                target
+                    .into_os_string()
+                    .into_string()
+                    .map_err(|_| FsError::NotUtf8 {
+                        path: link_path,
+                        what: "link target",
+                    })?
+            }
+        };
+        Ok(Some(target))
     }
 
     /// The real path on this machine of an already resolved component list.
@@ -200,25 +287,17 @@ impl<'a> HostFs<'a> {
     /// `Ok(None)` if it does not exist (or a dangling link leads nowhere). Non-UTF-8 bytes,
     /// read errors (`EINVAL` from the kernel, a directory) and oversized files are typed errors.
     pub fn read_attr(&self, path: &HostPath) -> Result<Option<String>, FsError> {
-        let physical = self.physical_of(path)?;
         let io_err = |source| FsError::Io {
             path: path.clone(),
             source,
         };
-        let file = match fs::File::open(&physical) {
-            Ok(f) => f,
-            Err(e) if vanished(&e) => {
-                return Ok(None);
-            }
-            Err(e) => return Err(io_err(e)),
+        let resolved = self.realpath(path)?;
+        let Some(bytes) = self
+            .read_bytes(&resolved, MAX_ATTR_BYTES + 1)
+            .map_err(io_err)?
+        else {
+            return Ok(None);
         };
-        let mut bytes = Vec::new();
-        match file.take(MAX_ATTR_BYTES + 1).read_to_end(&mut bytes) {
-            Ok(_) => {}
-            // The device went away between open and read (sysfs answers ENODEV).
-            Err(e) if vanished(&e) => return Ok(None),
-            Err(e) => return Err(io_err(e)),
-        }
         if bytes.len() as u64 > MAX_ATTR_BYTES {
             return Err(FsError::TooLarge { path: path.clone() });
         }
@@ -229,11 +308,70 @@ impl<'a> HostFs<'a> {
         Ok(Some(text.trim().to_owned()))
     }
 
+    /// Reads at most `max` bytes of the file at the already resolved `resolved`.
+    /// `Ok(None)` if it does not exist or vanished while being read.
+    fn read_bytes(&self, resolved: &HostPath, max: u64) -> Result<Option<Vec<u8>>, std::io::Error> {
+        if let Some(view) = self.view {
+            return match view.read(resolved.as_str()) {
+                Ok(mut bytes) => {
+                    bytes.truncate(usize::try_from(max).unwrap_or(usize::MAX));
+                    Ok(Some(bytes))
+                }
+                Err(e) if vanished(&e) => Ok(None),
+                Err(e) => Err(e),
+            };
+        }
+        let file = match fs::File::open(resolved.under(self.root)) {
+            Ok(f) => f,
+            Err(e) if vanished(&e) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let mut bytes = Vec::new();
+        match file.take(max).read_to_end(&mut bytes) {
+            Ok(_) => Ok(Some(bytes)),
+            // The device went away between open and read (sysfs answers ENODEV).
+            Err(e) if vanished(&e) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Reads a binary attribute (a VPD page) of at most `max` bytes; `None` if it does not
+    /// exist or cannot be read.
+    pub fn read_raw(&self, path: &HostPath, max: u64) -> Option<Vec<u8>> {
+        let resolved = self.realpath(path).ok()?;
+        self.read_bytes(&resolved, max).ok().flatten()
+    }
+
     /// The names in a directory, sorted. A missing directory has no entries.
     ///
     /// Entries whose names are not UTF-8 or not usable as a path component are skipped with a
     /// warning: they cannot name a device the connectors handle.
     pub fn read_dir(&self, path: &HostPath) -> Result<Vec<String>, FsError> {
+        if let Some(view) = self.view {
+            let resolved = self.realpath(path)?;
+            let listed = match view.list(resolved.as_str()) {
+                Ok(names) => names,
+                Err(e) if vanished(&e) => return Ok(Vec::new()),
+                Err(source) => {
+                    return Err(FsError::Io {
+                        path: path.clone(),
+                        source,
+                    });
+                }
+            };
+            let mut names: Vec<String> = listed
+                .into_iter()
+                .filter(|name| {
+                    let ok = path.join(name).is_ok();
+                    if !ok {
+                        tracing::warn!(%path, name, "skipping unusable directory entry");
+                    }
+                    ok
+                })
+                .collect();
+            names.sort();
+            return Ok(names);
+        }
         let physical = self.physical_of(path)?;
         let entries = match fs::read_dir(&physical) {
             Ok(e) => e,
@@ -267,7 +405,14 @@ impl<'a> HostFs<'a> {
     ///
     /// `Ok(None)` if the path does not exist or is not a symlink.
     pub fn read_link(&self, path: &HostPath) -> Result<Option<String>, FsError> {
-        let physical = self.resolve_parent(path)?.under(self.root);
+        let parent_resolved = self.resolve_parent(path)?;
+        if let Some(view) = self.view {
+            return Ok(match view.entry(parent_resolved.as_str()) {
+                Some(ViewEntry::Link(target)) => Some(target),
+                _ => None,
+            });
+        }
+        let physical = parent_resolved.under(self.root);
         match fs::symlink_metadata(&physical) {
             Ok(m) if m.file_type().is_symlink() => {}
             Ok(_) => return Ok(None),
@@ -302,6 +447,14 @@ impl<'a> HostFs<'a> {
 
     /// The kind of what `path` leads to (symlinks followed in-root), `None` if nothing.
     pub fn kind(&self, path: &HostPath) -> Option<FileKind> {
+        if let Some(view) = self.view {
+            return Some(match view.entry(self.realpath(path).ok()?.as_str())? {
+                ViewEntry::Dir => FileKind::Dir,
+                ViewEntry::File => FileKind::File,
+                // A symlink left after resolution is not followed, like `lstat` on disk.
+                ViewEntry::Link(_) | ViewEntry::Special => FileKind::Special,
+            });
+        }
         let physical = self.physical_of(path).ok()?;
         let meta = fs::symlink_metadata(physical).ok()?;
         let ft = meta.file_type();
@@ -338,6 +491,15 @@ impl<'a> HostFs<'a> {
         }
         Ok(out)
     }
+}
+
+/// Counts one followed symlink; more than [`MAX_LINKS`] is a loop.
+fn count_link(links: &mut usize, path: &HostPath) -> Result<(), FsError> {
+    *links += 1;
+    if *links > MAX_LINKS {
+        return Err(FsError::Loop { path: path.clone() });
+    }
+    Ok(())
 }
 
 fn to_host_path(resolved: &[String]) -> Result<HostPath, FsError> {

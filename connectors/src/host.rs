@@ -259,6 +259,15 @@ pub trait Host {
 
     /// The host's monotonic clock, measured from an arbitrary start.
     fn now(&self) -> Duration;
+
+    /// An in-memory source for reads of this host's tree, used by
+    /// [`HostFs::of`](crate::fs::HostFs::of) instead of the files under [`Host::root`].
+    /// `None` (the default): read the files. An implementation that returns a view must
+    /// answer exactly what the files under the root would hold, and must bring those files
+    /// up to date whenever [`Host::root`] is asked for.
+    fn view(&self) -> Option<&dyn crate::fs::HostView> {
+        None
+    }
 }
 
 impl<H: Host + ?Sized> Host for &H {
@@ -279,6 +288,9 @@ impl<H: Host + ?Sized> Host for &H {
     }
     fn now(&self) -> Duration {
         (**self).now()
+    }
+    fn view(&self) -> Option<&dyn crate::fs::HostView> {
+        (**self).view()
     }
 }
 

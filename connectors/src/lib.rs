@@ -42,7 +42,7 @@ pub use connector::{
 };
 pub use error::ConnectorError;
 pub use fc::{FcConnector, FcHba};
-pub use fs::{FsError, HostFs};
+pub use fs::{FsError, HostFs, HostView, ViewEntry};
 pub use host::{Cmd, CmdOutput, Host, HostError, HostPath, RealHost};
 pub use hostinfo::{HostConnectorProperties, connector_properties};
 pub use ids::{

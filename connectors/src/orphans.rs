@@ -17,7 +17,6 @@
 //! Nothing here fails: unreadable attributes become [`Diagnostic`]s next to the partial report.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::Read as _;
 
 use serde::Serialize;
 
@@ -248,11 +247,7 @@ impl Walker<'_> {
 
     /// Reads a binary attribute (VPD pages), bounded; unreadable means absent.
     fn raw(&self, path: &HostPath) -> Option<Vec<u8>> {
-        let physical = self.fs.realpath(path).ok()?.under(self.fs.root());
-        let file = std::fs::File::open(physical).ok()?;
-        let mut bytes = Vec::new();
-        file.take(MAX_VPD_BYTES).read_to_end(&mut bytes).ok()?;
-        Some(bytes)
+        self.fs.read_raw(path, MAX_VPD_BYTES)
     }
 
     // ------------------------------------------------------------------ /sys/block

@@ -13,7 +13,7 @@ use brick_sim_target::{ArrayId, ArraySpec, Fault, FcPortState, HostId, HostSpec,
 
 use crate::checks::{self, Violation};
 use crate::error::LabError;
-use crate::simhost::{SharedWorld, SimHost, lock};
+use crate::simhost::{DiskSync, SharedWorld, SimHost, lock};
 
 /// How a lab host is set up.
 #[derive(Debug, Clone)]
@@ -153,11 +153,18 @@ impl Lab {
             return Err(LabError::Duplicate { kind: "host", name });
         }
         let id = lock(&self.world).add_host(spec.sim);
-        let port =
-            SimHost::new(self.world.clone(), id, root.path()).map_err(|source| LabError::Io {
+        // A temporary root is private to the lab: it is written when someone asks for it
+        // (`Lab::root`); a kept root is a directory people open by path, so it stays current.
+        let disk = match root {
+            RootDir::Temp(_) => DiskSync::OnDemand,
+            RootDir::Kept(_) => DiskSync::Always,
+        };
+        let port = SimHost::new(self.world.clone(), id, root.path(), disk).map_err(|source| {
+            LabError::Io {
                 what: format!("materializing host `{name}`"),
                 source,
-            })?;
+            }
+        })?;
         let config = ConnectorConfig {
             use_multipath: spec.use_multipath,
             ..ConnectorConfig::default()

@@ -21,5 +21,5 @@ pub mod verify;
 pub use checks::{PropertyKind, Violation};
 pub use error::LabError;
 pub use lab::{Attachment, Lab, LabHostSpec};
-pub use simhost::{SharedWorld, SimHost};
+pub use simhost::{DiskSync, SharedWorld, SimHost, TreeView};
 pub use target::{Need, Target, TargetError, Tier};

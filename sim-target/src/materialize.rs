@@ -21,7 +21,7 @@ use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Component, Path, PathBuf};
 
 use crate::ids::HostId;
-use crate::tree::Node;
+use crate::tree::{Node, Tree};
 use crate::world::World;
 
 /// Joins a tree path onto `dir`, refusing anything that could leave it.
@@ -138,8 +138,16 @@ impl World {
     /// Writes the host's current tree under `dir` (created if missing), applying only what
     /// changed since the last call for the same `(host, dir)`.
     pub fn materialize(&mut self, host: HostId, dir: &Path) -> io::Result<()> {
-        fs::create_dir_all(dir)?;
         let new = self.tree(host);
+        self.materialize_tree(host, dir, new)
+    }
+
+    /// Writes `new`, a tree of `host` taken earlier with [`World::tree`], under `dir`
+    /// (created if missing), applying only what changed since the last call for the same
+    /// `(host, dir)`. For callers that keep the host's tree in memory and write it out
+    /// only when someone reads the directory.
+    pub fn materialize_tree(&mut self, host: HostId, dir: &Path, new: Tree) -> io::Result<()> {
+        fs::create_dir_all(dir)?;
         let key = (host, dir.to_path_buf());
         let old = self.materialized.remove(&key).unwrap_or_default();
         let first = old.is_empty();

@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use brick_connectors::{DeviceInfo, DisconnectOptions, RealHost, find_orphans};
+use brick_connectors::{DeviceInfo, DisconnectOptions, find_orphans};
 use brick_sim_target::{
     ArraySpec, Fault, FcHbaSpec, FcTargetPort, HostId, IdentityPolicy, IqnMode, Times, UdevAction,
 };
@@ -264,8 +264,11 @@ impl Sut {
         }
         if want.is_empty() && model.all_linked() {
             for h in &self.hosts {
-                let Ok(root) = self.lab.root(h) else { continue };
-                let report = find_orphans(&RealHost::new(root));
+                // The port itself: its reads are the tree the directory would hold.
+                let Ok(port) = self.lab.sim_host(h) else {
+                    continue;
+                };
+                let report = find_orphans(port);
                 if !report.is_clean() {
                     let list: Vec<String> = report
                         .orphans

@@ -19,7 +19,7 @@ use brick_sim_target::{ArrayId, ArraySpec, HostId, HostSpec, VolumeId, World};
 use serde::{Deserialize, Serialize};
 
 use super::TargetError;
-use crate::simhost::{SimHost, lock};
+use crate::simhost::{DiskSync, SimHost, lock};
 
 /// The journal format version written in the header.
 pub const JOURNAL_VERSION: u32 = 1;
@@ -310,7 +310,7 @@ impl ReplayHost {
             .prefix("brick-replay-")
             .tempdir_in(crate::lab::scratch_dir())
             .map_err(io("creating a host root".into()))?;
-        let port = SimHost::new(world.clone(), hid, root.path())
+        let port = SimHost::new(world.clone(), hid, root.path(), DiskSync::Always)
             .map_err(io("materializing the replayed host".into()))?;
         Ok(Self {
             state: state.to_owned(),
