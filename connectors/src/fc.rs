@@ -587,41 +587,22 @@ impl<'h> FcConnector<'h> {
                     ),
                 ));
             }
-            let wwid = match device.as_str().strip_prefix("/dev/") {
-                Some(dev) if !dev.contains('/') => {
-                    if !dev.starts_with("dm-") && !self.device_matches(dev, &cand) {
-                        res.diagnostics.push(Diagnostic::at(
-                            &path,
-                            format!(
-                                "stale link: {device} is not at host{} target port 0x{} lun {}",
-                                cand.host_no, cand.wwpn, cand.lun
-                            ),
-                        ));
-                    }
-                    match self.scsi().device_identity(dev) {
-                        Ok(Some(w)) => Some(w),
-                        Ok(None) => {
-                            res.diagnostics.push(Diagnostic::at(
-                                &path,
-                                format!("no sysfs identity for {device}"),
-                            ));
-                            None
-                        }
-                        Err(e) => {
-                            res.diagnostics
-                                .push(Diagnostic::at(&path, format!("identity of {device}: {e}")));
-                            None
-                        }
-                    }
-                }
-                _ => {
-                    res.diagnostics.push(Diagnostic::at(
-                        &path,
-                        format!("{device} is not a device directly under /dev"),
-                    ));
-                    None
-                }
-            };
+            if let Some(dev) = device.as_str().strip_prefix("/dev/")
+                && !dev.contains('/')
+                && !dev.starts_with("dm-")
+                && !self.device_matches(dev, &cand)
+            {
+                res.diagnostics.push(Diagnostic::at(
+                    &path,
+                    format!(
+                        "stale link: {device} is not at host{} target port 0x{} lun {}",
+                        cand.host_no, cand.wwpn, cand.lun
+                    ),
+                ));
+            }
+            let wwid = self
+                .scsi()
+                .path_identity(&path, &device, &mut res.diagnostics);
             res.paths.push(VolumePath {
                 path,
                 device: Some(device),

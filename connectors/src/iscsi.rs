@@ -1054,30 +1054,9 @@ impl<'h> IscsiConnector<'h> {
                     ));
                     continue;
                 }
-                let wwid = match device.as_str().strip_prefix("/dev/") {
-                    Some(dev) if !dev.contains('/') => match self.scsi().device_identity(dev) {
-                        Ok(Some(w)) => Some(w),
-                        Ok(None) => {
-                            res.diagnostics.push(Diagnostic::at(
-                                &path,
-                                format!("no sysfs identity for {device}"),
-                            ));
-                            None
-                        }
-                        Err(e) => {
-                            res.diagnostics
-                                .push(Diagnostic::at(&path, format!("identity of {device}: {e}")));
-                            None
-                        }
-                    },
-                    _ => {
-                        res.diagnostics.push(Diagnostic::at(
-                            &path,
-                            format!("{device} is not a device directly under /dev"),
-                        ));
-                        None
-                    }
-                };
+                let wwid = self
+                    .scsi()
+                    .path_identity(&path, &device, &mut res.diagnostics);
                 res.paths.push(VolumePath {
                     path,
                     device: Some(device),

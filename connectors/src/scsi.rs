@@ -152,6 +152,43 @@ impl<'h> Scsi<'h> {
         }
     }
 
+    /// The identity of the device a volume path resolves to, for a `VolumePath` report: `None`
+    /// with a diagnostic on `path` when the device is not directly under `/dev`, has no sysfs
+    /// identity, or cannot be read.
+    pub(crate) fn path_identity(
+        &self,
+        path: &HostPath,
+        device: &HostPath,
+        diagnostics: &mut Vec<crate::connector::Diagnostic>,
+    ) -> Option<Wwid> {
+        use crate::connector::Diagnostic;
+        let Some(dev) = device
+            .as_str()
+            .strip_prefix("/dev/")
+            .filter(|d| !d.contains('/'))
+        else {
+            diagnostics.push(Diagnostic::at(
+                path,
+                format!("{device} is not a device directly under /dev"),
+            ));
+            return None;
+        };
+        match self.device_identity(dev) {
+            Ok(Some(w)) => Some(w),
+            Ok(None) => {
+                diagnostics.push(Diagnostic::at(
+                    path,
+                    format!("no sysfs identity for {device}"),
+                ));
+                None
+            }
+            Err(e) => {
+                diagnostics.push(Diagnostic::at(path, format!("identity of {device}: {e}")));
+                None
+            }
+        }
+    }
+
     /// The identity of any block device: `dm/uuid` for `dm-*`, `device/wwid` otherwise.
     pub(crate) fn device_identity(&self, dev: &str) -> Result<Option<Wwid>, ConnectorError> {
         if dev.starts_with("dm-") {
