@@ -192,6 +192,25 @@ pub fn connector_for<'h>(
     })
 }
 
+/// os-brick's generic `get_all_available_volumes`: every entry of the search directory, as host
+/// paths; nothing when there is no search path or it is not a directory.
+pub(crate) fn search_dir_entries(
+    fs: &crate::fs::HostFs<'_>,
+    dir: Option<HostPath>,
+) -> Result<Vec<HostPath>, ConnectorError> {
+    let Some(dir) = dir else {
+        return Ok(Vec::new());
+    };
+    if !fs.is_dir(&dir) {
+        return Ok(Vec::new());
+    }
+    Ok(fs
+        .read_dir(&dir)?
+        .iter()
+        .filter_map(|n| dir.join(n).ok())
+        .collect())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1237,18 +1237,7 @@ impl Connector for IscsiConnector<'_> {
         &self,
         _props: Option<&ConnectionProperties>,
     ) -> Result<Vec<HostPath>, ConnectorError> {
-        let Some(dir) = self.get_search_path() else {
-            return Ok(Vec::new());
-        };
-        let fs = self.fs();
-        if !fs.is_dir(&dir) {
-            return Ok(Vec::new());
-        }
-        Ok(fs
-            .read_dir(&dir)?
-            .iter()
-            .filter_map(|n| dir.join(n).ok())
-            .collect())
+        crate::connector::search_dir_entries(&self.fs(), self.get_search_path())
     }
 
     fn extend_volume(&self, props: &ConnectionProperties) -> Result<u64, ConnectorError> {
