@@ -1,4 +1,5 @@
-//! `brick check`: the main job. Every built-in scenario on the simulator, one table.
+//! `brick check`: the main job. Every built-in scenario on the simulator, then a property run
+//! per explored protocol, in one table; exit 1 if any row fails.
 
 use std::process::ExitCode;
 use std::time::Instant;
@@ -46,8 +47,8 @@ pub(crate) fn run(json: bool) -> Result<ExitCode> {
                     .unwrap_or_default();
                 if !outcome.passed() {
                     reports.push(outcome.failure_report(&format!(
-                        "brick sim materialize {} --out /tmp/{}",
-                        scn.name, scn.name
+                        "brick scenario run {}  (host trees: brick sim materialize {} --out /tmp/{})",
+                        scn.name, scn.name, scn.name
                     )));
                 }
                 Row {
