@@ -1248,39 +1248,7 @@ impl Connector for IscsiConnector<'_> {
                 what: describe_targets(&vol.targets),
             });
         }
-        let scsi = self.scsi();
-        let mut devices: Vec<String> = Vec::new();
-        for vp in &paths.paths {
-            let Some(dev) = vp.device.as_ref().map(|d| d.file_name().to_owned()) else {
-                continue;
-            };
-            if dev.starts_with("dm-") {
-                devices.extend(scsi.dm_slaves(&dev));
-            } else if !devices.contains(&dev) {
-                devices.push(dev);
-            }
-        }
-        let mut size = None;
-        for dev in &devices {
-            let Some(hctl) = scsi.hctl_of_device(dev) else {
-                tracing::warn!(device = dev, "no SCSI address for device; not rescanned");
-                continue;
-            };
-            let rescan = HostPath::new("/sys/bus/scsi/drivers/sd")?
-                .join(&hctl)?
-                .join("rescan")?;
-            tracing::info!(device = dev, path = %rescan, "rescanning device size");
-            self.host.write_control(&rescan, "1")?;
-            size = Some(scsi.size_bytes(&dev_node(dev)?)?);
-        }
-        if let Some(dm) = scsi.find_multipath_dm(&devices) {
-            let dm_path = dev_node(&dm)?;
-            self.mp().resize_map(dm_path.as_str())?;
-            size = Some(scsi.size_bytes(&dm_path)?);
-        }
-        size.ok_or_else(|| ConnectorError::ExtendFailed {
-            reason: format!("no SCSI device to rescan among {devices:?}"),
-        })
+        crate::scsi::extend_devices(self.host, &paths)
     }
 }
 

@@ -98,6 +98,47 @@ pub(crate) fn dev_node(dev: &str) -> Result<HostPath, ConnectorError> {
     Ok(p("/dev")?.join(dev)?)
 }
 
+/// os-brick's `linuxscsi.extend_volume` for the paths of one volume: rescan every SCSI device
+/// behind them (the slaves of a multipath map included) through
+/// `/sys/bus/scsi/drivers/sd/<H:C:T:L>/rescan`, then resize the map if there is one, and
+/// return the new size in bytes (the map's, else the last device's).
+pub(crate) fn extend_devices(
+    host: &dyn Host,
+    paths: &crate::connector::VolumePaths,
+) -> Result<u64, ConnectorError> {
+    let scsi = Scsi::new(host);
+    let mut devices: Vec<String> = Vec::new();
+    for vp in &paths.paths {
+        let Some(dev) = vp.device.as_ref().map(|d| d.file_name().to_owned()) else {
+            continue;
+        };
+        if dev.starts_with("dm-") {
+            devices.extend(scsi.dm_slaves(&dev));
+        } else if !devices.contains(&dev) {
+            devices.push(dev);
+        }
+    }
+    let mut size = None;
+    for dev in &devices {
+        let Some(hctl) = scsi.hctl_of_device(dev) else {
+            tracing::warn!(device = dev, "no SCSI address for device; not rescanned");
+            continue;
+        };
+        let rescan = p("/sys/bus/scsi/drivers/sd")?.join(&hctl)?.join("rescan")?;
+        tracing::info!(device = dev, path = %rescan, "rescanning device size");
+        host.write_control(&rescan, "1")?;
+        size = Some(scsi.size_bytes(&dev_node(dev)?)?);
+    }
+    if let Some(dm) = scsi.find_multipath_dm(&devices) {
+        let dm_path = dev_node(&dm)?;
+        crate::multipath::Multipath::new(host).resize_map(dm_path.as_str())?;
+        size = Some(scsi.size_bytes(&dm_path)?);
+    }
+    size.ok_or_else(|| ConnectorError::ExtendFailed {
+        reason: format!("no SCSI device to rescan among {devices:?}"),
+    })
+}
+
 /// SCSI operations on one host.
 #[derive(Clone, Copy)]
 pub(crate) struct Scsi<'h> {
