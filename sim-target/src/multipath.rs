@@ -144,8 +144,23 @@ impl World {
                 }
             }
             None => {
+                // `adopt_paths`: every path of the table with this WWID that no map holds
+                // joins the new map (leftover disks of an earlier attach included), in disk
+                // sequence order.
+                let k = &self.host_ref(host).kernel;
+                let held: BTreeSet<&String> = k.dms.values().flat_map(|m| m.paths.iter()).collect();
+                let mut members: Vec<(u64, String)> = self
+                    .host_ref(host)
+                    .mpd
+                    .paths
+                    .iter()
+                    .filter(|(p, mp)| mp.wwid == wwid && !held.contains(p))
+                    .filter_map(|(p, _)| k.disk_by_name(p).map(|d| (d.diskseq, p.clone())))
+                    .collect();
+                members.sort();
+                let paths: Vec<String> = members.into_iter().map(|(_, p)| p).collect();
                 let name = self.map_name_for(host, &wwid);
-                self.dm_create(host, &name, &wwid, vec![dev.to_owned()]);
+                self.dm_create(host, &name, &wwid, paths);
                 // A WWID newly remembered: udev must re-run its rules on the paths it did
                 // not classify as multipath members (`trigger_paths_udev_change`).
                 if !remembered && !self.host_ref(host).udev.mpath_members.contains(dev) {

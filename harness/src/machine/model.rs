@@ -85,6 +85,10 @@ pub struct Topology {
     pub flat_addressing: bool,
     /// The first LUN the array hands out (256 and more: FC's larger LUN numbers).
     pub first_lun: u64,
+    /// Per-volume targets named from a recycled pool: a new volume gets the IQN of the
+    /// lowest-numbered target no live volume holds, so a deleted volume's IQN comes back
+    /// (arrays that name targets after recycled volume names do this).
+    pub recycle_iqns: bool,
     /// The Fibre Channel layout (`None` for iSCSI).
     pub fc: Option<FcLayout>,
 }
@@ -150,6 +154,8 @@ impl fmt::Display for Topology {
             self.portals,
             if self.shared_target {
                 "shared"
+            } else if self.recycle_iqns {
+                "per-volume (recycled IQNs)"
             } else {
                 "per-volume"
             },
@@ -180,6 +186,10 @@ pub struct FaultMix {
     pub udev_late: bool,
     /// udev `add` events are lost (no links for the new devices).
     pub udev_lost: bool,
+    /// udev `remove` events of a detach are lost (the removed disks' links stay behind,
+    /// dangling, until a new disk takes the same kernel name). Drawn on hosts without
+    /// multipathd only, and never with `udev_lost` in the same case.
+    pub udev_lost_remove: bool,
     /// multipathd takes 5 s more to drop removed paths.
     pub multipathd_slow: bool,
     /// The detaching process crashes after k side effects, then the detach is retried.
@@ -196,6 +206,7 @@ impl fmt::Display for FaultMix {
             (self.delete_busy, "delete-busy"),
             (self.udev_late, "udev-late"),
             (self.udev_lost, "udev-lost"),
+            (self.udev_lost_remove, "udev-lost-remove"),
             (self.multipathd_slow, "multipathd-slow"),
             (self.crash, "crash"),
             (self.path_flap, "path-flap"),
@@ -237,6 +248,8 @@ pub enum DetachFault {
     DeleteBusy,
     /// udev events are 30 s late.
     UdevLate,
+    /// udev `remove` events are lost: the removed disks' links stay, dangling.
+    UdevLostRemove,
     /// multipathd drops removed paths 5 s late.
     MultipathdSlow,
     /// The process dies after `after` side effects; the detach is then retried.
@@ -293,14 +306,15 @@ pub enum Transition {
         /// Fault armed during the detach.
         fault: Option<DetachFault>,
     },
-    /// A portal becomes unreachable from a host.
+    /// A portal becomes unreachable from a host (iSCSI), or a host's HBA loses its link
+    /// past `dev_loss_tmo`, taking its disks with it (FC: `portal` is the HBA index).
     PathDown {
         /// Host index.
         host: usize,
-        /// Portal index.
+        /// Portal index (FC: HBA index).
         portal: usize,
     },
-    /// The portal is reachable again.
+    /// The portal is reachable again (FC: the HBA link is back; nothing is rescanned).
     PathUp {
         /// Host index.
         host: usize,
@@ -370,7 +384,8 @@ impl fmt::Display for Transition {
     }
 }
 
-/// A target: `None` is the shared target, `Some(v)` volume v's own.
+/// A target: `None` is the shared target, `Some(n)` per-volume target number `n` (volume
+/// `n`'s own, or with recycled IQNs the slot a volume was given).
 pub type Tgt = Option<usize>;
 
 /// Where a device sits: host, target, portal, kernel-independent LUN (the array's).
@@ -396,8 +411,22 @@ pub struct Device {
     /// Its `/dev/disk/by-id/scsi-*` links were unlinked by a detach that then failed to
     /// delete it (os-brick unlinks them whatever the outcome).
     pub id_unlinked: bool,
-    /// Creation order (dm path order).
+    /// Creation order (dm path order; udev claims its links in this order too).
     pub seq: u64,
+    /// The kernel's `sd` index (`sda` = 0): the lowest free one on the host at probe time.
+    pub name: u32,
+}
+
+/// A removed disk whose udev `remove` event was lost: its links still claim their paths and
+/// point at a kernel name no device has, until a new disk takes that name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct StaleDisk {
+    /// Where it sat (`key.host` is the host).
+    pub key: DevKey,
+    /// Its identity.
+    pub ident: u32,
+    /// Its `sd` index.
+    pub name: u32,
 }
 
 /// A volume the array created.
@@ -405,17 +434,12 @@ pub struct Device {
 pub struct ModelVolume {
     /// Its current identity token.
     pub ident: u32,
+    /// Its target's number (per-volume targets): its own index, or the recycled one.
+    pub slot: usize,
     /// Not deleted.
     pub exists: bool,
     /// Host index -> LUN.
     pub mapped: BTreeMap<usize, u64>,
-}
-
-impl ModelVolume {
-    /// Its target.
-    pub fn tgt(&self, me: usize, shared: bool) -> Tgt {
-        if shared { None } else { Some(me) }
-    }
 }
 
 /// What the attach returned.
@@ -482,8 +506,13 @@ pub struct ModelState {
     pub sessions: BTreeSet<(usize, Tgt, usize)>,
     /// (host, volume) -> attachment.
     pub attachments: BTreeMap<(usize, usize), ModelAttachment>,
-    /// (host, portal) unreachable.
+    /// (host, portal) unreachable (FC: (host, HBA) link down).
     pub down: BTreeSet<(usize, usize)>,
+    /// Removed disks whose udev `remove` was lost.
+    pub stale: Vec<StaleDisk>,
+    /// udev `remove` events are being lost (during one detach).
+    #[serde(skip)]
+    losing_removes: bool,
     /// What the last transition must return.
     pub outcome: Outcome,
 }
@@ -504,6 +533,8 @@ impl ModelState {
             sessions: BTreeSet::new(),
             attachments: BTreeMap::new(),
             down: BTreeSet::new(),
+            stale: Vec::new(),
+            losing_removes: false,
             outcome: Outcome::Any,
         }
     }
@@ -539,7 +570,11 @@ impl ModelState {
 
     /// The target of volume `v`.
     pub fn tgt_of(&self, v: usize) -> Tgt {
-        if self.shared() { None } else { Some(v) }
+        if self.shared() {
+            None
+        } else {
+            Some(self.volumes.get(v).map_or(v, |x| x.slot))
+        }
     }
 
     fn exists(&self, v: usize) -> bool {
@@ -599,7 +634,7 @@ impl ModelState {
     fn target_exists(&self, tgt: Tgt) -> bool {
         match tgt {
             None => true,
-            Some(v) => self.exists(v),
+            Some(n) => self.volumes.iter().any(|x| x.exists && x.slot == n),
         }
     }
 
@@ -616,6 +651,18 @@ impl ModelState {
 
     fn add_device(&mut self, key: DevKey, ident: u32, linked: bool) {
         self.next_seq += 1;
+        let used: BTreeSet<u32> = self
+            .devices
+            .iter()
+            .filter(|(k, _)| k.host == key.host)
+            .map(|(_, d)| d.name)
+            .collect();
+        let name = (0..).find(|n| !used.contains(n)).unwrap_or(0);
+        if linked {
+            // udev's `add` for the name replaces every claim the name's old device left.
+            self.stale
+                .retain(|s| !(s.key.host == key.host && s.name == name));
+        }
         self.devices.insert(
             key,
             Device {
@@ -623,6 +670,7 @@ impl ModelState {
                 linked,
                 id_unlinked: false,
                 seq: self.next_seq,
+                name,
             },
         );
     }
@@ -630,17 +678,36 @@ impl ModelState {
     /// Removes devices; a map left without paths goes too.
     fn remove_devices(&mut self, keys: &[DevKey]) {
         for k in keys {
-            self.devices.remove(k);
+            if let Some(d) = self.devices.remove(k)
+                && self.losing_removes
+                && d.linked
+            {
+                self.stale.push(StaleDisk {
+                    key: *k,
+                    ident: d.ident,
+                    name: d.name,
+                });
+            }
         }
         self.prune_dms();
     }
 
+    /// Whether a `/dev` link of `h` points at a removed disk now. A stale disk's
+    /// `by-diskseq/<n>` link is never claimed by another disk (disk sequence numbers are
+    /// not reused), so it dangles until a new disk takes the stale disk's kernel name (udev's
+    /// `add` for the name replaces what the name claimed).
+    pub fn has_stale_link(&self, h: usize) -> bool {
+        self.stale.iter().any(|s| s.key.host == h)
+    }
+
+    /// Drops maps left without paths. A disk is a path of its identity's map once
+    /// multipathd heard of it, i.e. once udev processed its `add` (`linked`).
     fn prune_dms(&mut self) {
         let devices = &self.devices;
         self.dms.retain(|(h, ident)| {
             devices
                 .iter()
-                .any(|(k, d)| k.host == *h && d.ident == *ident)
+                .any(|(k, d)| k.host == *h && d.ident == *ident && d.linked)
         });
     }
 
@@ -657,8 +724,20 @@ impl ModelState {
     fn create(&mut self) {
         let ident = self.next_ident;
         self.next_ident += 1;
+        let slot = if self.topology.recycle_iqns {
+            let held: BTreeSet<usize> = self
+                .volumes
+                .iter()
+                .filter(|x| x.exists)
+                .map(|x| x.slot)
+                .collect();
+            (0..).find(|n| !held.contains(n)).unwrap_or(0)
+        } else {
+            self.volumes.len()
+        };
         self.volumes.push(ModelVolume {
             ident,
+            slot,
             exists: true,
             mapped: BTreeMap::new(),
         });
@@ -821,10 +900,46 @@ impl ModelState {
         if self.connector_multipath() && self.dms.contains(&(h, ident)) {
             return Some((AttachedDev::Dm(ident), Some(ident)));
         }
-        Some((
-            AttachedDev::Sd(k),
-            self.scsi_link(h, ident).then_some(ident),
-        ))
+        // The WWN comes from sysfs when a `scsi-<wwid>` link vouches for it, else from
+        // `scsi_id`, which asks the LUN now: the identity of whatever is mapped there.
+        let wwn = if self.scsi_link(h, ident) {
+            Some(ident)
+        } else {
+            self.probe(h, tgt, lun)
+        };
+        Some((AttachedDev::Sd(k), wwn))
+    }
+
+    /// The connector unlinks every `by-id/scsi-*` link that points at a disk it removes
+    /// (os-brick's `_remove_scsi_symlinks`), whether the delete worked or not. Without
+    /// multipathd that link is the disk's own when the disk holds the newest claim of its
+    /// identity, and then every other disk of that identity on the host loses it too
+    /// (volumes sharing an identity: reuse-on-LUN arrays). With multipathd the map's claim
+    /// outranks the disks' and the link is left alone.
+    fn unlink_scsi_ids(&mut self, h: usize, removed: &[DevKey]) {
+        if self.multipathd() {
+            return;
+        }
+        let idents: BTreeSet<u32> = removed
+            .iter()
+            .filter_map(|k| self.devices.get(k))
+            .map(|d| d.ident)
+            .collect();
+        for ident in idents {
+            let winner = self
+                .devices
+                .iter()
+                .filter(|(k, d)| k.host == h && d.ident == ident && d.linked && !d.id_unlinked)
+                .max_by_key(|(_, d)| d.seq)
+                .map(|(k, _)| *k);
+            if winner.is_some_and(|w| removed.contains(&w)) {
+                for (k, d) in self.devices.iter_mut() {
+                    if k.host == h && d.ident == ident {
+                        d.id_unlinked = true;
+                    }
+                }
+            }
+        }
     }
 
     /// Whether a `scsi-<wwid>` link of `ident` exists on `h` (some linked disk has it).
@@ -852,18 +967,23 @@ impl ModelState {
             .collect();
         let mut found: Vec<DevKey> = Vec::new();
         let mut announced = false;
-        // A down portal whose session exists has the connector rescan for about a minute:
-        // events that are "only" 30 s late arrive while it waits.
-        let slow = (0..portals).any(|p| {
-            self.is_down(h, p)
-                && self.sessions.contains(&(h, tgt, p))
-                && !self.devices.contains_key(&DevKey {
-                    host: h,
-                    tgt,
-                    portal: p,
-                    lun,
+        // A down portal whose session exists has the connector rescan for about a minute
+        // before it moves on to the next portal: events that are "only" 30 s late, of disks
+        // found at earlier portals, arrive while it waits.
+        let slow_after: Vec<bool> = (0..portals)
+            .map(|q| {
+                (q + 1..portals).any(|p| {
+                    self.is_down(h, p)
+                        && self.sessions.contains(&(h, tgt, p))
+                        && !self.devices.contains_key(&DevKey {
+                            host: h,
+                            tgt,
+                            portal: p,
+                            lun,
+                        })
                 })
-        });
+            })
+            .collect();
         for p in 0..portals {
             let key = DevKey {
                 host: h,
@@ -880,7 +1000,7 @@ impl ModelState {
                 self.sessions.insert((h, tgt, p));
                 if self.scan_new(key, lost).is_some() {
                     found.push(key);
-                    announced |= !lost && (!late || slow);
+                    announced |= !lost && (!late || slow_after.get(p).copied().unwrap_or(false));
                 }
             }
         }
@@ -930,11 +1050,20 @@ impl ModelState {
         let dm = belong
             .iter()
             .filter_map(|k| self.devices.get(k))
+            .filter(|d| d.linked)
             .map(|d| d.ident)
             .find(|i| self.dms.contains(&(h, *i)));
         // The single device flushed: the one attach returned, passed as device info.
         let flushed = match info {
-            Some(AttachedDev::Sd(k)) => belong.contains(&k),
+            Some(AttachedDev::Sd(k)) => {
+                // FC passes its by-path link. Once that link is gone (its disk went with an
+                // HBA link loss), its realpath is the link itself, outside `/dev`, and
+                // os-brick's `requires_flush` rule then flushes every disk.
+                let link_gone = self.is_fc()
+                    && !self.devices.contains_key(&k)
+                    && !self.stale.iter().any(|s| s.key == k);
+                belong.contains(&k) || link_gone
+            }
             _ => false,
         };
         if let Some(DetachFault::Crash { .. }) = fault {
@@ -947,6 +1076,26 @@ impl ModelState {
             }
             return;
         }
+        self.losing_removes = fault == Some(DetachFault::UdevLostRemove);
+        self.detach_devices(h, v, tgt, lun, dm, &belong, flushed, force, fault);
+        self.losing_removes = false;
+    }
+
+    /// The device part of [`Self::detach`]: flush the map, remove the disks, log out.
+    #[allow(clippy::too_many_arguments)]
+    fn detach_devices(
+        &mut self,
+        h: usize,
+        v: usize,
+        tgt: Tgt,
+        lun: u64,
+        dm: Option<u32>,
+        belong: &[DevKey],
+        flushed: bool,
+        force: bool,
+        fault: Option<DetachFault>,
+    ) {
+        let portals = self.topology.portals;
         let mut error = false;
         let mut removed_dm = false;
         if let Some(ident) = dm {
@@ -975,6 +1124,8 @@ impl ModelState {
                     return;
                 }
             }
+            // The connector got as far as removing the disks' `scsi-*` links.
+            self.unlink_scsi_ids(h, belong);
             if busy {
                 // No delete worked; a logout takes the devices with the session (FC has
                 // none: the devices stay).
@@ -995,13 +1146,13 @@ impl ModelState {
                         self.sessions.remove(&(h, tgt, p));
                     }
                 }
-                for k in &belong {
+                for k in belong {
                     if let Some(d) = self.devices.get_mut(k) {
                         d.id_unlinked = true;
                     }
                 }
             } else {
-                self.remove_devices(&belong);
+                self.remove_devices(belong);
             }
         }
         self.logout_idle(h, tgt, 0..portals);
@@ -1040,6 +1191,19 @@ impl ModelState {
             } => self.detach(vol, host, force, device_info, fault),
             Transition::PathDown { host, portal } => {
                 self.down.insert((host, portal));
+                if let Some(fc) = self.topology.fc {
+                    // dev_loss_tmo passes (the step settles): the HBA's disks go.
+                    let paths = fc.paths();
+                    let gone: Vec<DevKey> = self
+                        .devices
+                        .keys()
+                        .filter(|k| {
+                            k.host == host && paths.get(k.portal).is_some_and(|(i, _)| *i == portal)
+                        })
+                        .copied()
+                        .collect();
+                    self.remove_devices(&gone);
+                }
             }
             Transition::PathUp { host, portal } => {
                 self.down.remove(&(host, portal));
@@ -1083,6 +1247,7 @@ impl ModelState {
                         Some(DetachFault::DeviceFlushFails) => self.faults.device_flush,
                         Some(DetachFault::DeleteBusy) => self.faults.delete_busy,
                         Some(DetachFault::UdevLate) => self.faults.udev_late,
+                        Some(DetachFault::UdevLostRemove) => self.lost_removes_allowed(),
                         Some(DetachFault::MultipathdSlow) => self.faults.multipathd_slow,
                         // The retry of a forced detach has no record of the attach and
                         // uses the array's current mapping: it must be the same LUN.
@@ -1099,12 +1264,25 @@ impl ModelState {
             Transition::PathDown { host, portal } => {
                 self.faults.path_flap
                     && host < hosts
-                    && portal < self.topology.portals
-                    && self.topology.portals > 1
+                    && portal < self.flap_points()
+                    && (self.is_fc() || self.topology.portals > 1)
                     && !self.down.iter().any(|(h, _)| *h == host)
             }
             Transition::PathUp { host, portal } => self.down.contains(&(host, portal)),
         }
+    }
+
+    /// What a path flap takes down: portals (iSCSI) or HBAs (FC).
+    pub fn flap_points(&self) -> usize {
+        self.topology.fc.map_or(self.topology.portals, |fc| fc.hbas)
+    }
+
+    /// Lost `remove` events are drawn on hosts without multipathd only (what multipathd
+    /// does with dangling map links is not modelled), never with lost `add` events.
+    fn lost_removes_allowed(&self) -> bool {
+        self.faults.udev_lost_remove
+            && !self.faults.udev_lost
+            && self.topology.host_kind == HostKind::Single
     }
 
     /// The violations the harness must report now: `(property, host, volume)`.
@@ -1119,6 +1297,9 @@ impl ModelState {
                 .map(|(_, v)| *v)
                 .collect();
             let name = |v: Option<usize>| v.map(vol_name);
+            if self.has_stale_link(h) {
+                out.insert((PropertyKind::Leftover, hn.clone(), None));
+            }
             let mut leads_to: BTreeMap<usize, BTreeSet<DevKey>> = BTreeMap::new();
             let mut judge = |reported: Option<usize>,
                              backing: Option<usize>,
@@ -1256,27 +1437,31 @@ fn topology_strategy() -> BoxedStrategy<Topology> {
         any::<bool>(),
         prop::bool::weighted(0.2),
         any::<bool>(),
+        any::<bool>(),
     )
-        .prop_map(|(host_kind, hosts, shared_target, reuse, flat, two)| {
-            let portals = if host_kind == HostKind::Multipath || two {
-                2
-            } else {
-                1
-            };
-            Topology {
-                protocol: MachineProtocol::Iscsi,
-                hosts,
-                host_kind,
-                portals,
-                shared_target,
-                // Identities shared across hosts make the checks' wwid -> name mapping
-                // ambiguous: reuse only on one host.
-                reuse_identity: reuse && hosts == 1,
-                flat_addressing: flat,
-                first_lun: 1,
-                fc: None,
-            }
-        })
+        .prop_map(
+            |(host_kind, hosts, shared_target, reuse, flat, two, recycle)| {
+                let portals = if host_kind == HostKind::Multipath || two {
+                    2
+                } else {
+                    1
+                };
+                Topology {
+                    protocol: MachineProtocol::Iscsi,
+                    hosts,
+                    host_kind,
+                    portals,
+                    shared_target,
+                    // Identities shared across hosts make the checks' wwid -> name mapping
+                    // ambiguous: reuse only on one host.
+                    reuse_identity: reuse && hosts == 1,
+                    flat_addressing: flat,
+                    first_lun: 1,
+                    recycle_iqns: recycle && !shared_target,
+                    fc: None,
+                }
+            },
+        )
         .boxed()
 }
 
@@ -1311,6 +1496,7 @@ fn fc_topology_strategy() -> BoxedStrategy<Topology> {
                     reuse_identity: reuse && hosts == 1,
                     flat_addressing: false,
                     first_lun: if high { 256 } else { 1 },
+                    recycle_iqns: false,
                     fc: Some(fc),
                 }
             },
@@ -1318,24 +1504,17 @@ fn fc_topology_strategy() -> BoxedStrategy<Topology> {
         .boxed()
 }
 
-fn fc_fault_mix_strategy() -> BoxedStrategy<FaultMix> {
-    fault_mix_strategy()
-        .prop_map(|f| FaultMix {
-            path_flap: false,
-            ..f
-        })
-        .boxed()
-}
-
 fn fault_mix_strategy() -> BoxedStrategy<FaultMix> {
     let b = || prop::bool::weighted(0.4);
-    (b(), b(), b(), b(), b(), b(), b(), b())
-        .prop_map(|(a, b, c, d, e, f, g, h)| FaultMix {
+    (b(), b(), b(), b(), b(), b(), b(), b(), b())
+        .prop_map(|(a, b, c, d, e, f, g, h, i)| FaultMix {
             map_flush: a,
             device_flush: b,
             delete_busy: c,
             udev_late: d,
             udev_lost: e,
+            // Never both: a lost `add` on a name a lost `remove` left claims on is not modelled.
+            udev_lost_remove: i && !e,
             multipathd_slow: f,
             crash: g,
             path_flap: h,
@@ -1352,11 +1531,7 @@ impl ReferenceStateMachine for FcModel {
     type Transition = Transition;
 
     fn init_state() -> BoxedStrategy<ModelState> {
-        (
-            fc_topology_strategy(),
-            fc_fault_mix_strategy(),
-            any::<u64>(),
-        )
+        (fc_topology_strategy(), fault_mix_strategy(), any::<u64>())
             .prop_map(|(t, f, seed)| ModelState::new(t, f, seed))
             .boxed()
     }
@@ -1477,6 +1652,9 @@ fn transitions_for(s: &ModelState) -> BoxedStrategy<Transition> {
         if f.udev_late {
             dfaults.push(Just(Some(DetachFault::UdevLate)).boxed());
         }
+        if s.lost_removes_allowed() {
+            dfaults.push(Just(Some(DetachFault::UdevLostRemove)).boxed());
+        }
         if f.multipathd_slow {
             dfaults.push(Just(Some(DetachFault::MultipathdSlow)).boxed());
         }
@@ -1507,14 +1685,14 @@ fn transitions_for(s: &ModelState) -> BoxedStrategy<Transition> {
                 .boxed(),
         ));
     }
-    if s.faults.path_flap && portals > 1 {
+    if s.faults.path_flap && (s.is_fc() || portals > 1) {
         let up: Vec<usize> = (0..hosts)
             .filter(|h| !s.down.iter().any(|(x, _)| x == h))
             .collect();
         if !up.is_empty() {
             arms.push((
                 1,
-                (prop::sample::select(up), 0..portals)
+                (prop::sample::select(up), 0..s.flap_points())
                     .prop_map(|(host, portal)| Transition::PathDown { host, portal })
                     .boxed(),
             ));

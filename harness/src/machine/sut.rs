@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use brick_connectors::{DeviceInfo, DisconnectOptions, find_orphans};
 use brick_sim_target::{
-    ArraySpec, Fault, FcHbaSpec, FcTargetPort, HostId, IdentityPolicy, IqnMode, Times, UdevAction,
+    ArraySpec, Fault, FcHbaSpec, FcPortState, FcTargetPort, HostId, IdentityPolicy, IqnMode, Times,
+    UdevAction,
 };
 
 use crate::checks::PropertyKind;
@@ -74,6 +75,10 @@ pub(crate) struct Sut {
     portals: Vec<String>,
     flat: bool,
     fc: Option<FcLayout>,
+    /// Identity token -> the WWID the simulator gave it, remembered once seen: a volume
+    /// mapped on a reuse-on-LUN array takes the LUN's old identity and gives up its own,
+    /// which its disks still report.
+    idents: BTreeMap<u32, String>,
 }
 
 fn sim(e: impl std::fmt::Display) -> String {
@@ -130,6 +135,7 @@ impl Sut {
                 portals: Vec::new(),
                 flat: false,
                 fc: Some(fc),
+                idents: BTreeMap::new(),
             });
         }
         let portals: Vec<String> = (0..t.portals).map(portal).collect();
@@ -156,6 +162,7 @@ impl Sut {
             portals,
             flat: t.flat_addressing,
             fc: None,
+            idents: BTreeMap::new(),
         })
     }
 
@@ -223,6 +230,7 @@ impl Sut {
             Ok(o) => o,
             Err(message) => return Err(fail(&record, self, message)),
         };
+        self.learn_idents(model);
         record.result = match &outcome.result {
             Ok(Some(d)) => format!(
                 "{} (wwid {})",
@@ -300,8 +308,11 @@ impl Sut {
         match *t {
             Transition::Create => {
                 let n = self.lab.volume_names().len();
+                // With recycled IQNs the array names the volume (hence its target) after
+                // the slot the model gave it.
+                let slot = model.volumes.get(n).map_or(n, |v| v.slot);
                 self.lab
-                    .create_volume(&vol_name(n), ARRAY, 1 << 30)
+                    .create_volume_as(&vol_name(n), &vol_name(slot), ARRAY, 1 << 30)
                     .map_err(sim)?;
             }
             Transition::Map { vol, host } => {
@@ -377,6 +388,11 @@ impl Sut {
                         host: hid,
                         extra: Duration::from_secs(30),
                     },
+                    DetachFault::UdevLostRemove => Fault::UdevLost {
+                        host: hid,
+                        action: UdevAction::Remove,
+                        times: Times::Always,
+                    },
                     DetachFault::MultipathdSlow => Fault::MultipathdSlowRemove {
                         host: hid,
                         extra: Duration::from_secs(5),
@@ -403,6 +419,24 @@ impl Sut {
                 }
                 out.result = r.map(|()| None).map_err(|e| e.to_string());
             }
+            Transition::PathDown { host, portal } if self.fc.is_some() => {
+                self.lab
+                    .set_hba_port_state(
+                        &host_name(host),
+                        hba_wwpn(host, portal),
+                        FcPortState::Linkdown,
+                    )
+                    .map_err(sim)?;
+            }
+            Transition::PathUp { host, portal } if self.fc.is_some() => {
+                self.lab
+                    .set_hba_port_state(
+                        &host_name(host),
+                        hba_wwpn(host, portal),
+                        FcPortState::Online,
+                    )
+                    .map_err(sim)?;
+            }
             Transition::PathDown { host, portal } => {
                 let f = self.portal_fault(host, portal);
                 self.arm(&f)?;
@@ -415,7 +449,6 @@ impl Sut {
                 lock(self.lab.world()).advance(Duration::from_secs(60));
             }
         }
-        let _ = model;
         Ok(out)
     }
 
@@ -568,7 +601,26 @@ impl Sut {
         }
     }
 
+    /// Remembers the WWID of every volume's current identity token.
+    fn learn_idents(&mut self, model: &ModelState) {
+        let w = lock(self.lab.world());
+        for (i, v) in model.volumes.iter().enumerate() {
+            if self.idents.contains_key(&v.ident) {
+                continue;
+            }
+            let Ok(id) = self.lab.volume_id(&vol_name(i)) else {
+                continue;
+            };
+            if let Some(r) = w.volume_record(id) {
+                self.idents.insert(v.ident, r.wwid.clone());
+            }
+        }
+    }
+
     fn wwid_of_ident(&self, model: &ModelState, ident: u32) -> Option<String> {
+        if let Some(w) = self.idents.get(&ident) {
+            return Some(w.clone());
+        }
         let v = model.volumes.iter().position(|x| x.ident == ident)?;
         let id = self.lab.volume_id(&vol_name(v)).ok()?;
         lock(self.lab.world())
@@ -682,11 +734,9 @@ impl Sut {
         for h in 0..model.topology.hosts {
             let hn = host_name(h);
             let hid = self.host_id(h);
-            let world: BTreeMap<DevKey, String> = self
-                .world_devices(h)
-                .into_iter()
-                .map(|(k, (_, w))| (k, w))
-                .collect();
+            let named = self.world_devices(h);
+            let world: BTreeMap<DevKey, String> =
+                named.iter().map(|(k, (_, w))| (*k, w.clone())).collect();
             let want: BTreeMap<DevKey, String> = model
                 .devices
                 .iter()
@@ -705,6 +755,19 @@ impl Sut {
                     describe_devices(model, &world),
                     describe_devices(model, &want)
                 ));
+            }
+            // The kernel names follow the lowest-free rule (lost `remove` events leave links
+            // on names, so the model tracks them).
+            for (k, d) in model.devices.iter().filter(|(k, _)| k.host == h) {
+                let got = named.get(k).map(|(n, _)| n.as_str());
+                let expected = sd_name(d.name);
+                if got != Some(expected.as_str()) {
+                    return Err(format!(
+                        "{hn}: the disk at {} is {} but the kernel's lowest-free rule names it {expected}",
+                        describe_key(k),
+                        got.unwrap_or("missing")
+                    ));
+                }
             }
             let (sessions, dms) = {
                 let w = lock(self.lab.world());
@@ -768,6 +831,23 @@ struct Performed {
     host: usize,
 }
 
+/// The kernel's name for `sd` index `i`: `sda`..`sdz`, `sdaa`... (`sd_format_disk_name`).
+pub(crate) fn sd_name(i: u32) -> String {
+    let mut n = u64::from(i) + 1;
+    let mut letters = Vec::new();
+    while n > 0 {
+        n -= 1;
+        letters.push(b'a' + (n % 26) as u8);
+        n /= 26;
+    }
+    letters.reverse();
+    format!("sd{}", String::from_utf8_lossy(&letters))
+}
+
+fn describe_key(k: &DevKey) -> String {
+    format!("{} portal {} LUN {}", tgt_text(k.tgt), k.portal, k.lun)
+}
+
 fn describe(set: &BTreeSet<(PropertyKind, String, Option<String>)>) -> String {
     if set.is_empty() {
         return "no violation".to_owned();
@@ -809,4 +889,19 @@ fn describe_sessions(s: &BTreeSet<(Tgt, usize)>) -> String {
         .map(|(t, p)| format!("target {} portal {p}", tgt_text(*t)))
         .collect();
     format!("[{}]", items.join("; "))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::sd_name;
+
+    #[test]
+    fn sd_names_follow_the_kernel() {
+        assert_eq!(sd_name(0), "sda");
+        assert_eq!(sd_name(25), "sdz");
+        assert_eq!(sd_name(26), "sdaa");
+        assert_eq!(sd_name(27), "sdab");
+        assert_eq!(sd_name(701), "sdzz");
+        assert_eq!(sd_name(702), "sdaaa");
+    }
 }

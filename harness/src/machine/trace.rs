@@ -34,6 +34,7 @@ fn detach_fault(f: DetachFault) -> Option<(&'static str, Vec<(&'static str, Stri
         DetachFault::DeviceFlushFails => ("blockdev-flush-fails", Vec::new()),
         DetachFault::DeleteBusy => ("delete-busy", Vec::new()),
         DetachFault::UdevLate => ("udev-late", vec![("delay_ms", "30000".to_owned())]),
+        DetachFault::UdevLostRemove => ("udev-lost-remove", Vec::new()),
         DetachFault::MultipathdSlow => ("multipathd-slow", vec![("delay_ms", "5000".to_owned())]),
         DetachFault::Crash { .. } => return None,
     })
@@ -222,7 +223,14 @@ fn write_steps(out: &mut String, initial: &ModelState, transitions: &[Transition
         match *tr {
             Transition::Create => {
                 let n = before.volumes.len();
-                w.step("create", &[("volume", q(&vol_name(n)))], &state, false);
+                let mut f = vec![("volume", q(&vol_name(n)))];
+                if let Some(slot) = state.volumes.get(n).map(|v| v.slot)
+                    && slot != n
+                {
+                    // A recycled target: the array names it after a deleted volume.
+                    f.push(("array_name", q(&vol_name(slot))));
+                }
+                w.step("create", &f, &state, false);
             }
             Transition::Map { vol, host } => {
                 let mut f = vec![("volume", q(&vol_name(vol)))];
@@ -287,9 +295,20 @@ fn write_steps(out: &mut String, initial: &ModelState, transitions: &[Transition
                 }
             }
             Transition::PathDown { host, portal: p } => {
-                let mut f = vec![("fault", q("path-down")), ("portal", q(&portal(p)))];
+                let mut f = if t.fc.is_some() {
+                    vec![
+                        ("fault", q("hba-linkdown")),
+                        ("wwpn", q(&colon_wwpn(hba_wwpn(host, p)))),
+                    ]
+                } else {
+                    vec![("fault", q("path-down")), ("portal", q(&portal(p)))]
+                };
                 f.extend(w.host(host));
                 w.step("fault", &f, &state, false);
+                if t.fc.is_some() {
+                    // dev_loss_tmo passes before the next step.
+                    w.step("settle", &[], &state, false);
+                }
             }
             Transition::Wait => {
                 w.step("settle", &[], &state, false);
