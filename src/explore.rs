@@ -167,6 +167,7 @@ mod tests {
             flat_addressing: false,
             first_lun: 1,
             fc: None,
+            nvme: None,
         };
         let initial = ModelState::new(topology, FaultMix::default(), 9);
         let transitions = vec![
@@ -213,6 +214,7 @@ mod tests {
             flat_addressing: false,
             first_lun: 256,
             fc: Some(fc),
+            nvme: None,
         };
         let initial = ModelState::new(topology, FaultMix::default(), 9);
         let transitions = vec![

@@ -18,6 +18,7 @@
 
 pub mod bench;
 pub mod model;
+pub mod nvme;
 pub mod run;
 mod sut;
 pub mod trace;
@@ -28,6 +29,7 @@ pub use model::{
     AttachFault, DetachFault, FaultMix, FcLayout, FcModel, HostKind, MachineProtocol, Model,
     ModelState, Topology, Transition,
 };
+pub use nvme::{NvmeLayout, NvmeModel, NvmeName};
 pub use run::{
     CaseRun, Counterexample, ExploreOptions, ExploreReport, Progress, explore, failure_report,
     run_case, write_replay,

@@ -32,17 +32,24 @@ pub enum MachineProtocol {
     /// Fibre Channel (one or two HBAs on one or two fabrics, zoned to one or two array
     /// ports; no sessions: every zoned path is scanned).
     Fc,
+    /// NVMe-oF (subsystems, controllers per port, namespaces by AEN; see [`super::nvme`]).
+    Nvmeof,
 }
 
 impl MachineProtocol {
     /// Every protocol the machine knows.
-    pub const ALL: &'static [MachineProtocol] = &[MachineProtocol::Iscsi, MachineProtocol::Fc];
+    pub const ALL: &'static [MachineProtocol] = &[
+        MachineProtocol::Iscsi,
+        MachineProtocol::Fc,
+        MachineProtocol::Nvmeof,
+    ];
 
     /// The name used on the command line and in scenario files.
     pub fn name(self) -> &'static str {
         match self {
             Self::Iscsi => "iscsi",
             Self::Fc => "fc",
+            Self::Nvmeof => "nvmeof",
         }
     }
 
@@ -87,6 +94,8 @@ pub struct Topology {
     pub first_lun: u64,
     /// The Fibre Channel layout (`None` for iSCSI).
     pub fc: Option<FcLayout>,
+    /// The NVMe-oF layout (`None` for SCSI protocols); `portals` counts the array's ports.
+    pub nvme: Option<super::nvme::NvmeLayout>,
 }
 
 /// HBAs and array ports of a Fibre Channel case. HBA `i` sits on fabric `i`; with
@@ -119,6 +128,9 @@ impl FcLayout {
 
 impl fmt::Display for Topology {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(n) = &self.nvme {
+            return super::nvme::fmt_topology(self, n, f);
+        }
         if let Some(fc) = &self.fc {
             write!(
                 f,
@@ -457,6 +469,15 @@ pub enum Outcome {
         /// The volume was already attached through the same device (idempotence).
         again: bool,
     },
+    /// NVMe-oF attach succeeds returning this namespace device.
+    NvmeAttached {
+        /// The device.
+        dev: super::nvme::NvmeName,
+        /// The identity it carries.
+        ident: u32,
+        /// The volume was already attached through the same device.
+        again: bool,
+    },
 }
 
 /// The reference state.
@@ -486,6 +507,8 @@ pub struct ModelState {
     pub down: BTreeSet<(usize, usize)>,
     /// What the last transition must return.
     pub outcome: Outcome,
+    /// NVMe-oF controllers, subsystems and attachments (empty for SCSI protocols).
+    pub nvme: super::nvme::NvmeState,
 }
 
 impl ModelState {
@@ -505,6 +528,7 @@ impl ModelState {
             attachments: BTreeMap::new(),
             down: BTreeSet::new(),
             outcome: Outcome::Any,
+            nvme: super::nvme::NvmeState::default(),
         }
     }
 
@@ -518,6 +542,11 @@ impl ModelState {
 
     fn connector_multipath(&self) -> bool {
         self.topology.host_kind == HostKind::Multipath
+    }
+
+    /// NVMe-oF: the model lives in [`super::nvme`].
+    pub fn is_nvme(&self) -> bool {
+        self.topology.protocol == MachineProtocol::Nvmeof
     }
 
     /// Fibre Channel: no sessions, every zoned path is scanned.
@@ -1016,6 +1045,10 @@ impl ModelState {
     /// Applies one transition.
     pub fn step(mut self, t: &Transition) -> Self {
         self.outcome = Outcome::Any;
+        if self.is_nvme() {
+            super::nvme::step(&mut self, t);
+            return self;
+        }
         match *t {
             Transition::Create => self.create(),
             Transition::Map { vol, host } => self.map(vol, host),
@@ -1051,6 +1084,9 @@ impl ModelState {
 
     /// Whether `t` may run in this state (also checked while shrinking).
     pub fn allows(&self, t: &Transition) -> bool {
+        if self.is_nvme() {
+            return super::nvme::allows(self, t);
+        }
         let hosts = self.topology.hosts;
         match *t {
             Transition::Create => {
@@ -1109,6 +1145,9 @@ impl ModelState {
 
     /// The violations the harness must report now: `(property, host, volume)`.
     pub fn expected_violations(&self) -> BTreeSet<(PropertyKind, String, Option<String>)> {
+        if self.is_nvme() {
+            return super::nvme::expected_violations(self);
+        }
         let mut out = BTreeSet::new();
         for h in 0..self.topology.hosts {
             let hn = host_name(h);
@@ -1200,6 +1239,9 @@ impl ModelState {
 
     /// One line: sessions, devices per volume, maps, attachments (`PROPTEST_VERBOSE=1`).
     pub fn summary(&self) -> String {
+        if self.is_nvme() {
+            return super::nvme::summary(self);
+        }
         let mut parts = Vec::new();
         for h in 0..self.topology.hosts {
             let sessions = self.sessions.iter().filter(|s| s.0 == h).count();
@@ -1275,6 +1317,7 @@ fn topology_strategy() -> BoxedStrategy<Topology> {
                 flat_addressing: flat,
                 first_lun: 1,
                 fc: None,
+                nvme: None,
             }
         })
         .boxed()
@@ -1312,6 +1355,7 @@ fn fc_topology_strategy() -> BoxedStrategy<Topology> {
                     flat_addressing: false,
                     first_lun: if high { 256 } else { 1 },
                     fc: Some(fc),
+                    nvme: None,
                 }
             },
         )
