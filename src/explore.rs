@@ -167,6 +167,7 @@ mod tests {
             flat_addressing: false,
             first_lun: 1,
             fc: None,
+            nvme: None,
         };
         let initial = ModelState::new(topology, FaultMix::default(), 9);
         let transitions = vec![
@@ -196,6 +197,56 @@ mod tests {
     }
 
     #[test]
+    fn nvmeof_replay_scenarios_parse_with_the_scenario_schema() {
+        // Two ports, native multipath, a shared subsystem, a port going down and back.
+        let topology = Topology {
+            protocol: MachineProtocol::Nvmeof,
+            hosts: 1,
+            host_kind: HostKind::Multipath,
+            portals: 2,
+            shared_target: true,
+            reuse_identity: false,
+            flat_addressing: false,
+            first_lun: 1,
+            fc: None,
+            nvme: Some(brick_harness::machine::NvmeLayout {
+                native_multipath: true,
+            }),
+        };
+        let faults = FaultMix {
+            path_flap: true,
+            ..FaultMix::default()
+        };
+        let initial = ModelState::new(topology, faults, 9);
+        let transitions = vec![
+            Transition::Create,
+            Transition::Map { vol: 0, host: 0 },
+            Transition::Attach {
+                vol: 0,
+                host: 0,
+                fault: None,
+            },
+            Transition::PathDown { host: 0, portal: 1 },
+            Transition::PathUp { host: 0, portal: 1 },
+            Transition::Detach {
+                vol: 0,
+                host: 0,
+                force: false,
+                device_info: true,
+                fault: None,
+            },
+        ];
+        let case = run_case(&initial, &transitions, false);
+        assert!(case.failure.is_none(), "{}", case.trace());
+        let text = case.scenario("nvmeof-replay-test");
+        assert!(text.contains("nvme-port-down"), "{text}");
+        let scn = brick_scenarios::parse("nvmeof-replay-test.toml", &text).expect("parses");
+        assert_eq!(scn.protocol.as_str(), "nvmeof");
+        assert_eq!(scn.steps.len(), 6);
+        brick_scenarios::validate(&scn).expect("validates");
+    }
+
+    #[test]
     fn fc_replay_scenarios_parse_with_the_scenario_schema() {
         // Two HBAs on two fabrics, multipath, LUNs from 256, and a leaked detach.
         let fc = brick_harness::machine::FcLayout {
@@ -213,6 +264,7 @@ mod tests {
             flat_addressing: false,
             first_lun: 256,
             fc: Some(fc),
+            nvme: None,
         };
         let initial = ModelState::new(topology, FaultMix::default(), 9);
         let transitions = vec![

@@ -95,6 +95,25 @@ mutants! {
     /// FC: the disconnect removes only the device named in `device_info` (os-brick FC
     /// disconnect's reliance on `device_info`, os-brick-facts §9 bug 12): other paths stay.
     FcDevicesFromDeviceInfo = "fc-devices-from-device-info",
+    /// NVMe-oF: never disconnects a controller: `/dev/nvmeN` and its namespaces stay forever
+    /// (os-brick before 05a4c05, bug 1961102).
+    NvmeNeverDisconnect = "nvme-never-disconnect",
+    /// NVMe-oF: disconnects the controller even when other namespaces remain under it, taking
+    /// the other volumes of the subsystem away (the other half of 05a4c05's mutant).
+    NvmeDisconnectWithOthers = "nvme-disconnect-with-others",
+    /// NVMe-oF: a detach without `device_info` (and without `device_path`) returns early and
+    /// leaves the controllers connected (os-brick-facts §9 item 4).
+    NvmeDetachNeedsDeviceInfo = "nvme-detach-needs-device-info",
+    /// NVMe-oF: no `blockdev --flushbufs` before the disconnect (os-brick before 85dbd0f, bug
+    /// 1903032): a failing flush goes unnoticed and buffered writes are lost.
+    NvmeNoFlush = "nvme-no-flush",
+    /// NVMe-oF: finds the namespace by nsid even when the properties carry its uuid: after
+    /// nsid reuse the path of another volume is reported (os-brick's nsid fallback taken first).
+    NvmeIdentityByNsid = "nvme-identity-by-nsid",
+    /// NVMe-oF: takes the device from any controller of the portals, not only live ones
+    /// (os-brick's `find_device` reads live portals only): with native multipath off the disk
+    /// of a controller that is reconnecting is returned, and its I/O hangs.
+    NvmeDeviceFromAnyController = "nvme-device-from-any-controller",
 }
 
 impl fmt::Display for Mutant {
@@ -150,6 +169,13 @@ mod tests {
     fn names_round_trip_and_the_switch_is_per_thread() {
         assert!(Mutant::ALL.len() >= 20);
         assert!(Mutant::ALL.iter().any(|m| m.name().starts_with("fc-")));
+        assert!(
+            Mutant::ALL
+                .iter()
+                .filter(|m| m.name().starts_with("nvme-"))
+                .count()
+                >= 3
+        );
         for m in Mutant::ALL {
             assert_eq!(Mutant::from_name(m.name()), Some(*m));
         }

@@ -188,6 +188,12 @@ enum Identity {
 
 impl Identity {
     fn of(t: &NvmeofTarget) -> Self {
+        #[cfg(feature = "mutants")]
+        if crate::mutants::active(crate::mutants::Mutant::NvmeIdentityByNsid)
+            && let Some(n) = t.ns_id
+        {
+            return Identity::Nsid(n);
+        }
         if let Some(u) = &t.vol_uuid {
             Identity::Uuid(u.clone())
         } else if let Some(n) = &t.volume_nguid {
@@ -618,6 +624,13 @@ impl<'h> NvmeofConnector<'h> {
             let ctrls = self.assign(t, hn);
             let live: Vec<&NvmeController> =
                 ctrls.iter().flatten().filter(|c| c.is_live()).collect();
+            #[cfg(feature = "mutants")]
+            let live: Vec<&NvmeController> =
+                if crate::mutants::active(crate::mutants::Mutant::NvmeDeviceFromAnyController) {
+                    ctrls.iter().flatten().collect()
+                } else {
+                    live
+                };
             let found = if ident == Identity::Unknown {
                 self.device_by_initial_devices(&live, on_start)
             } else {
@@ -689,6 +702,10 @@ impl<'h> NvmeofConnector<'h> {
                 mine
             }
             more => {
+                #[cfg(feature = "mutants")]
+                if crate::mutants::active(crate::mutants::Mutant::NvmeDisconnectWithOthers) {
+                    return true;
+                }
                 tracing::debug!(
                     controller = ctrl.name,
                     n = more.len(),
@@ -722,6 +739,14 @@ impl<'h> NvmeofConnector<'h> {
         opts: DisconnectOptions,
     ) -> Result<(), ConnectorError> {
         let force = opts.force;
+        #[cfg(feature = "mutants")]
+        if crate::mutants::active(crate::mutants::Mutant::NvmeDetachNeedsDeviceInfo)
+            && device_info.is_none()
+            && device_path.is_none()
+        {
+            tracing::warn!("no device path: assuming the volume is not there");
+            return Ok(());
+        }
         let mut chain = ErrorChain::new();
         let mut heads = self.identity_devices(t);
         for p in device_info.map(|d| &d.path).into_iter().chain(device_path) {
@@ -739,7 +764,11 @@ impl<'h> NvmeofConnector<'h> {
             }
         }
         let scsi = Scsi::new(self.host);
-        for head in &heads {
+        #[cfg(feature = "mutants")]
+        let no_flush = crate::mutants::active(crate::mutants::Mutant::NvmeNoFlush);
+        #[cfg(not(feature = "mutants"))]
+        let no_flush = false;
+        for head in heads.iter().filter(|_| !no_flush) {
             if !self.head_exists(head) {
                 tracing::warn!(device = head, "device is not there; not flushed");
                 continue;
@@ -752,6 +781,10 @@ impl<'h> NvmeofConnector<'h> {
         let host_nqn = self.host_nqn(t);
         for ctrl in self.assign(t, host_nqn.as_deref()).into_iter().flatten() {
             if !self.can_disconnect(&ctrl, &ident, &heads) {
+                continue;
+            }
+            #[cfg(feature = "mutants")]
+            if crate::mutants::active(crate::mutants::Mutant::NvmeNeverDisconnect) {
                 continue;
             }
             let dev = ctrl.dev_path()?;

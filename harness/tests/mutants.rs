@@ -21,10 +21,12 @@ struct Row {
     why: String,
 }
 
-/// The machine a mutant is hunted with: `fc-*` mutants live in the FC connector.
+/// The machine a mutant is hunted with: `fc-*` mutants live in the FC connector, `nvme-*`
+/// ones in the NVMe-oF connector.
 fn protocol_of(m: Option<Mutant>) -> MachineProtocol {
     match m {
         Some(m) if m.name().starts_with("fc-") => MachineProtocol::Fc,
+        Some(m) if m.name().starts_with("nvme-") => MachineProtocol::Nvmeof,
         _ => MachineProtocol::Iscsi,
     }
 }

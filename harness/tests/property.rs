@@ -57,6 +57,11 @@ fn fc_property_run() {
 }
 
 #[test]
+fn nvmeof_property_run() {
+    run(MachineProtocol::Nvmeof);
+}
+
+#[test]
 fn the_same_seed_gives_the_same_trace() {
     let opts = ExploreOptions {
         verbose: false,
@@ -78,6 +83,20 @@ fn the_same_seed_gives_the_same_trace() {
         a.digest, c.digest,
         "different seeds should draw different cases"
     );
+}
+
+#[test]
+fn the_same_seed_gives_the_same_nvmeof_trace() {
+    let opts = ExploreOptions {
+        verbose: false,
+        ..ExploreOptions::new(MachineProtocol::Nvmeof, 12, 42)
+    };
+    let a = explore(&opts, &mut |_| {});
+    let b = explore(&opts, &mut |_| {});
+    assert!(a.steps > 12, "the cases ran transitions");
+    assert!(a.failure.is_none(), "{}", failure_report(&a, None));
+    assert_eq!(a.steps, b.steps);
+    assert_eq!(a.digest, b.digest, "two NVMe-oF runs of seed 42 differ");
 }
 
 prop_state_machine! {

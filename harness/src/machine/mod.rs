@@ -5,6 +5,9 @@
 //! - [`model`]: the reference state machine (`proptest_state_machine::ReferenceStateMachine`):
 //!   topology and fault mix drawn per case (swarm testing), the transitions, and what a
 //!   correct connector leaves on each host, hence which violations the checks must report.
+//! - [`nvme`]: the NVMe-oF reference model (subsystems, controllers per port, namespaces by
+//!   AEN, nsid reuse, native multipath on or off) and its lab side, dispatched to by
+//!   [`model::ModelState`] and `sut` when the protocol is NVMe-oF.
 //! - `sut`: the system under test, a [`crate::Lab`], and the comparison of the two after
 //!   every step: the connector's results, the checks' violations (actual == expected),
 //!   disks, maps and sessions per host, the orphan report on clean histories, multipathd's
@@ -18,6 +21,7 @@
 
 pub mod bench;
 pub mod model;
+pub mod nvme;
 pub mod run;
 mod sut;
 pub mod trace;
@@ -28,6 +32,7 @@ pub use model::{
     AttachFault, DetachFault, FaultMix, FcLayout, FcModel, HostKind, MachineProtocol, Model,
     ModelState, Topology, Transition,
 };
+pub use nvme::{NvmeLayout, NvmeModel, NvmeName};
 pub use run::{
     CaseRun, Counterexample, ExploreOptions, ExploreReport, Progress, explore, failure_report,
     run_case, write_replay,

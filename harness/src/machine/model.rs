@@ -32,17 +32,24 @@ pub enum MachineProtocol {
     /// Fibre Channel (one or two HBAs on one or two fabrics, zoned to one or two array
     /// ports; no sessions: every zoned path is scanned).
     Fc,
+    /// NVMe-oF (subsystems, controllers per port, namespaces by AEN; see [`super::nvme`]).
+    Nvmeof,
 }
 
 impl MachineProtocol {
     /// Every protocol the machine knows.
-    pub const ALL: &'static [MachineProtocol] = &[MachineProtocol::Iscsi, MachineProtocol::Fc];
+    pub const ALL: &'static [MachineProtocol] = &[
+        MachineProtocol::Iscsi,
+        MachineProtocol::Fc,
+        MachineProtocol::Nvmeof,
+    ];
 
     /// The name used on the command line and in scenario files.
     pub fn name(self) -> &'static str {
         match self {
             Self::Iscsi => "iscsi",
             Self::Fc => "fc",
+            Self::Nvmeof => "nvmeof",
         }
     }
 
@@ -91,6 +98,8 @@ pub struct Topology {
     pub recycle_iqns: bool,
     /// The Fibre Channel layout (`None` for iSCSI).
     pub fc: Option<FcLayout>,
+    /// The NVMe-oF layout (`None` for SCSI protocols); `portals` counts the array's ports.
+    pub nvme: Option<super::nvme::NvmeLayout>,
 }
 
 /// HBAs and array ports of a Fibre Channel case. HBA `i` sits on fabric `i`; with
@@ -123,6 +132,9 @@ impl FcLayout {
 
 impl fmt::Display for Topology {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(n) = &self.nvme {
+            return super::nvme::fmt_topology(self, n, f);
+        }
         if let Some(fc) = &self.fc {
             write!(
                 f,
@@ -481,6 +493,15 @@ pub enum Outcome {
         /// The volume was already attached through the same device (idempotence).
         again: bool,
     },
+    /// NVMe-oF attach succeeds returning this namespace device.
+    NvmeAttached {
+        /// The device.
+        dev: super::nvme::NvmeName,
+        /// The identity it carries.
+        ident: u32,
+        /// The volume was already attached through the same device.
+        again: bool,
+    },
 }
 
 /// The reference state.
@@ -515,6 +536,8 @@ pub struct ModelState {
     losing_removes: bool,
     /// What the last transition must return.
     pub outcome: Outcome,
+    /// NVMe-oF controllers, subsystems and attachments (empty for SCSI protocols).
+    pub nvme: super::nvme::NvmeState,
 }
 
 impl ModelState {
@@ -536,6 +559,7 @@ impl ModelState {
             stale: Vec::new(),
             losing_removes: false,
             outcome: Outcome::Any,
+            nvme: super::nvme::NvmeState::default(),
         }
     }
 
@@ -549,6 +573,11 @@ impl ModelState {
 
     fn connector_multipath(&self) -> bool {
         self.topology.host_kind == HostKind::Multipath
+    }
+
+    /// NVMe-oF: the model lives in [`super::nvme`].
+    pub fn is_nvme(&self) -> bool {
+        self.topology.protocol == MachineProtocol::Nvmeof
     }
 
     /// Fibre Channel: no sessions, every zoned path is scanned.
@@ -1167,6 +1196,10 @@ impl ModelState {
     /// Applies one transition.
     pub fn step(mut self, t: &Transition) -> Self {
         self.outcome = Outcome::Any;
+        if self.is_nvme() {
+            super::nvme::step(&mut self, t);
+            return self;
+        }
         match *t {
             Transition::Create => self.create(),
             Transition::Map { vol, host } => self.map(vol, host),
@@ -1215,6 +1248,9 @@ impl ModelState {
 
     /// Whether `t` may run in this state (also checked while shrinking).
     pub fn allows(&self, t: &Transition) -> bool {
+        if self.is_nvme() {
+            return super::nvme::allows(self, t);
+        }
         let hosts = self.topology.hosts;
         match *t {
             Transition::Create => {
@@ -1287,6 +1323,9 @@ impl ModelState {
 
     /// The violations the harness must report now: `(property, host, volume)`.
     pub fn expected_violations(&self) -> BTreeSet<(PropertyKind, String, Option<String>)> {
+        if self.is_nvme() {
+            return super::nvme::expected_violations(self);
+        }
         let mut out = BTreeSet::new();
         for h in 0..self.topology.hosts {
             let hn = host_name(h);
@@ -1381,6 +1420,9 @@ impl ModelState {
 
     /// One line: sessions, devices per volume, maps, attachments (`PROPTEST_VERBOSE=1`).
     pub fn summary(&self) -> String {
+        if self.is_nvme() {
+            return super::nvme::summary(self);
+        }
         let mut parts = Vec::new();
         for h in 0..self.topology.hosts {
             let sessions = self.sessions.iter().filter(|s| s.0 == h).count();
@@ -1459,6 +1501,7 @@ fn topology_strategy() -> BoxedStrategy<Topology> {
                     first_lun: 1,
                     recycle_iqns: recycle && !shared_target,
                     fc: None,
+                    nvme: None,
                 }
             },
         )
@@ -1498,6 +1541,7 @@ fn fc_topology_strategy() -> BoxedStrategy<Topology> {
                     first_lun: if high { 256 } else { 1 },
                     recycle_iqns: false,
                     fc: Some(fc),
+                    nvme: None,
                 }
             },
         )

@@ -10,6 +10,7 @@ use proptest::test_runner::{Config, RngAlgorithm, TestCaseError, TestError, Test
 use proptest_state_machine::ReferenceStateMachine as _;
 
 use crate::machine::model::{FcModel, MachineProtocol, Model, ModelState, Transition};
+use crate::machine::nvme::NvmeModel;
 use crate::machine::sut::{StepFailure, StepRecord, Sut};
 use crate::machine::trace::scenario_toml;
 
@@ -277,6 +278,7 @@ pub fn explore(opts: &ExploreOptions, progress: &mut dyn FnMut(&Progress)) -> Ex
     let strategy = match opts.protocol {
         MachineProtocol::Iscsi => Model::sequential_strategy(1..=MAX_TRANSITIONS).boxed(),
         MachineProtocol::Fc => FcModel::sequential_strategy(1..=MAX_TRANSITIONS).boxed(),
+        MachineProtocol::Nvmeof => NvmeModel::sequential_strategy(1..=MAX_TRANSITIONS).boxed(),
     };
     let cases = Cell::new(0u32);
     let steps = Cell::new(0u64);

@@ -89,8 +89,18 @@ impl Sut {
     /// A lab for the model's topology.
     pub(crate) fn new(state: &ModelState) -> Result<Self, String> {
         let t = &state.topology;
-        let mut lab = Lab::new(state.world_seed);
         let hosts: Vec<String> = (0..t.hosts).map(host_name).collect();
+        if let Some(n) = &t.nvme {
+            return Ok(Self {
+                lab: super::nvme::new_lab(state, n)?,
+                hosts,
+                portals: Vec::new(),
+                flat: false,
+                fc: None,
+                idents: BTreeMap::new(),
+            });
+        }
+        let mut lab = Lab::new(state.world_seed);
         for h in &hosts {
             let mut spec = match t.host_kind {
                 HostKind::Single => LabHostSpec::single(h),
@@ -438,11 +448,11 @@ impl Sut {
                     .map_err(sim)?;
             }
             Transition::PathDown { host, portal } => {
-                let f = self.portal_fault(host, portal);
+                let f = self.portal_fault(model, host, portal);
                 self.arm(&f)?;
             }
             Transition::PathUp { host, portal } => {
-                let f = self.portal_fault(host, portal);
+                let f = self.portal_fault(model, host, portal);
                 self.disarm(&f);
             }
             Transition::Wait => {
@@ -452,7 +462,10 @@ impl Sut {
         Ok(out)
     }
 
-    fn portal_fault(&self, host: usize, p: usize) -> Fault {
+    fn portal_fault(&self, model: &ModelState, host: usize, p: usize) -> Fault {
+        if model.is_nvme() {
+            return super::nvme::port_fault(self.host_id(host), p);
+        }
         Fault::PortalDown {
             host: self.host_id(host),
             portal: self.portals.get(p).cloned().unwrap_or_default(),
@@ -482,7 +495,10 @@ impl Sut {
             (Outcome::Ok, Ok(_)) | (Outcome::Err, Err(_)) => Ok(()),
             (Outcome::Ok, Err(e)) => Err(format!("the connector failed but should succeed: {e}")),
             (Outcome::Err, Ok(_)) => Err("the connector succeeded but should fail".to_owned()),
-            (Outcome::Attached { .. }, Err(e)) => {
+            (Outcome::NvmeAttached { dev, .. }, Ok(info)) => {
+                super::nvme::judge_attach(dev, info.as_ref())
+            }
+            (Outcome::Attached { .. } | Outcome::NvmeAttached { .. }, Err(e)) => {
                 Err(format!("the attach failed but should succeed: {e}"))
             }
             (Outcome::Attached { dev, wwn, again }, Ok(info)) => {
@@ -731,6 +747,9 @@ impl Sut {
 
     /// The hosts hold exactly the disks, maps and sessions the model says.
     fn compare_state(&self, model: &ModelState) -> Result<(), String> {
+        if model.is_nvme() {
+            return super::nvme::compare_state(&self.lab, model);
+        }
         for h in 0..model.topology.hosts {
             let hn = host_name(h);
             let hid = self.host_id(h);

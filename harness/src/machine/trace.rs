@@ -13,6 +13,7 @@ use crate::checks::PropertyKind;
 use crate::machine::model::{
     AttachFault, DetachFault, HostKind, ModelState, Outcome, Transition, host_name, vol_name,
 };
+use crate::machine::nvme::{NQN_PREFIX, SHARED_NQN, TRSVCID, port_addr};
 use crate::machine::sut::{ARRAY, IQN_PREFIX, SHARED_IQN, fabric, fc_port_wwpn, hba_wwpn, portal};
 
 /// How each machine fault is written in a scenario: the fault name of the scenarios crate,
@@ -79,9 +80,14 @@ impl Writer<'_> {
             let list: Vec<String> = v.iter().map(|s| q(s)).collect();
             expect.push(format!("violations = [{}]", list.join(", ")));
         }
-        if let Outcome::Attached {
-            wwn: Some(ident), ..
-        } = after.outcome
+        let attached = match after.outcome {
+            Outcome::Attached {
+                wwn: Some(ident), ..
+            }
+            | Outcome::NvmeAttached { ident, .. } => Some(ident),
+            _ => None,
+        };
+        if let Some(ident) = attached
             && let Some(owner) = after.name_of_ident(ident)
         {
             expect.push(format!("identity = {}", q(&vol_name(owner))));
@@ -141,6 +147,13 @@ pub fn scenario_toml(name: &str, initial: &ModelState, transitions: &[Transition
             }
         }
         let _ = writeln!(out, "udev_delay_ms = 50");
+        if let Some(n) = &t.nvme {
+            let _ = writeln!(
+                out,
+                "nvme = {{ native_multipath = {} }}",
+                n.native_multipath
+            );
+        }
         if let Some(fc) = &t.fc {
             for i in 0..fc.hbas {
                 let _ = writeln!(
@@ -172,6 +185,27 @@ pub fn scenario_toml(name: &str, initial: &ModelState, transitions: &[Transition
         );
         if t.reuse_identity {
             let _ = writeln!(out, "identity = \"reuse-on-lun\"");
+        }
+    } else if t.nvme.is_some() {
+        let ports: Vec<String> = (0..t.portals)
+            .map(|i| {
+                format!(
+                    "  {{ traddr = {}, trsvcid = {} }},",
+                    q(&port_addr(i)),
+                    TRSVCID
+                )
+            })
+            .collect();
+        let _ = writeln!(
+            out,
+            "\n[[array]]\nname = {}\nnvme_ports = [\n{}\n]",
+            q(ARRAY),
+            ports.join("\n")
+        );
+        if t.shared_target {
+            let _ = writeln!(out, "subsystem = \"shared\"\nnqn = {}", q(SHARED_NQN));
+        } else {
+            let _ = writeln!(out, "subsystem = \"per-volume\"\nnqn = {}", q(NQN_PREFIX));
         }
     } else {
         write_iscsi_array(&mut out, initial);
@@ -293,6 +327,14 @@ fn write_steps(out: &mut String, initial: &ModelState, transitions: &[Transition
                 if armed.is_some() {
                     w.step("clear-faults", &[], &state, false);
                 }
+            }
+            Transition::PathDown { host, portal: p } if t.nvme.is_some() => {
+                let mut f = vec![
+                    ("fault", q("nvme-port-down")),
+                    ("portal", q(&format!("{}:{TRSVCID}", port_addr(p)))),
+                ];
+                f.extend(w.host(host));
+                w.step("fault", &f, &state, false);
             }
             Transition::PathDown { host, portal: p } => {
                 let mut f = if t.fc.is_some() {
