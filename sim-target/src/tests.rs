@@ -1251,3 +1251,38 @@ fn many_attach_detach_cycles_leave_nothing_and_stay_fast() {
     );
     assert!(!outer.path().join("sys/devices/platform/host0").exists());
 }
+
+/// multipathd's `adopt_paths`: a map created for a WWID takes every path of its table with
+/// that WWID that no map holds, not only the path that triggered it. Leftover disks of an
+/// earlier attach join a new map of their WWID this way (and carry its I/O).
+#[test]
+fn a_new_map_adopts_orphan_paths_of_its_wwid() {
+    let (mut w, h, v) = mp_world(false);
+    let wwid = w.volume(v).unwrap().wwid.clone();
+    assert_eq!(run(&mut w, h, &["multipath", "-f", &wwid]).status, 0);
+    w.settle();
+    assert!(w.tree(h).get("/sys/block/dm-0").is_none());
+    assert_eq!(
+        run(
+            &mut w,
+            h,
+            &["multipathd", "show", "paths", "raw", "format", "%d"]
+        )
+        .stdout,
+        "sda\nsdb\n",
+        "both paths stay in the table as orphans"
+    );
+    assert_eq!(
+        run(&mut w, h, &["multipathd", "add", "path", "sdb"]).status,
+        0
+    );
+    let maps = run(
+        &mut w,
+        h,
+        &["multipathd", "show", "maps", "raw", "format", "%n %w %d %N"],
+    );
+    assert_eq!(maps.stdout, format!("{wwid} {wwid} dm-0 2\n"));
+    let t = w.tree(h);
+    assert!(link(&t, "/sys/devices/virtual/block/dm-0/slaves/sda").is_some());
+    assert!(link(&t, "/sys/devices/virtual/block/dm-0/slaves/sdb").is_some());
+}
