@@ -166,6 +166,7 @@ mod tests {
             reuse_identity: false,
             flat_addressing: false,
             first_lun: 1,
+            recycle_iqns: false,
             fc: None,
             nvme: None,
         };
@@ -208,6 +209,7 @@ mod tests {
             reuse_identity: false,
             flat_addressing: false,
             first_lun: 1,
+            recycle_iqns: false,
             fc: None,
             nvme: Some(brick_harness::machine::NvmeLayout {
                 native_multipath: true,
@@ -263,6 +265,7 @@ mod tests {
             reuse_identity: false,
             flat_addressing: false,
             first_lun: 256,
+            recycle_iqns: false,
             fc: Some(fc),
             nvme: None,
         };
@@ -285,5 +288,133 @@ mod tests {
         assert_eq!(scn.steps.len(), 4);
         assert_eq!(scn.hosts.first().map(|h| h.hbas.len()), Some(2), "{text}");
         brick_scenarios::validate(&scn).expect("validates");
+    }
+
+    /// Plays `transitions` on the machine (it must pass), writes the replay scenario, and
+    /// runs that scenario on the simulator: it must pass too, so the replay command
+    /// reproduces what the machine saw.
+    fn replays_green(initial: &ModelState, transitions: &[Transition], must_contain: &[&str]) {
+        let case = run_case(initial, transitions, false);
+        assert!(case.failure.is_none(), "{}", case.trace());
+        let text = case.scenario("replay-roundtrip");
+        for needle in must_contain {
+            assert!(text.contains(needle), "no {needle:?} in\n{text}");
+        }
+        let scn = brick_scenarios::parse("replay-roundtrip.toml", &text).expect("parses");
+        let (outcome, _lab) = brick_scenarios::run(&scn, None).expect("runs");
+        assert!(
+            outcome.failure.is_none(),
+            "the replay failed: {:?}\n{text}",
+            outcome.failure
+        );
+    }
+
+    #[test]
+    fn recycled_iqn_and_lost_remove_events_replay() {
+        // A leaked detach, the volume deleted, a new volume on the recycled IQN with the old
+        // identity (reuse-on-LUN); then a detach whose udev `remove` events are lost.
+        let topology = Topology {
+            protocol: MachineProtocol::Iscsi,
+            hosts: 1,
+            host_kind: HostKind::Single,
+            portals: 1,
+            shared_target: false,
+            reuse_identity: true,
+            flat_addressing: false,
+            first_lun: 1,
+            recycle_iqns: true,
+            fc: None,
+            nvme: None,
+        };
+        let faults = FaultMix {
+            udev_lost_remove: true,
+            ..FaultMix::default()
+        };
+        let initial = ModelState::new(topology, faults, 3);
+        let attach = |vol| Transition::Attach {
+            vol,
+            host: 0,
+            fault: None,
+        };
+        let transitions = vec![
+            Transition::Create,
+            Transition::Map { vol: 0, host: 0 },
+            attach(0),
+            Transition::Delete { vol: 0 },
+            Transition::Create,
+            Transition::Map { vol: 1, host: 0 },
+            Transition::Detach {
+                vol: 0,
+                host: 0,
+                force: true,
+                device_info: true,
+                fault: Some(brick_harness::machine::DetachFault::UdevLostRemove),
+            },
+        ];
+        let state = transitions.iter().fold(initial.clone(), |s, t| s.step(t));
+        assert_eq!(state.volumes[1].slot, 0, "v1 gets v0's target back");
+        assert!(state.has_stale_link(0), "the lost removes leave links");
+        replays_green(
+            &initial,
+            &transitions,
+            &["array_name = \"v0\"", "udev-lost-remove"],
+        );
+    }
+
+    #[test]
+    fn fc_hba_link_loss_replays() {
+        // Two HBAs on two fabrics, one array port on each: two paths; HBA 1 loses its link.
+        let fc = brick_harness::machine::FcLayout {
+            hbas: 2,
+            ports: 2,
+            two_fabrics: true,
+        };
+        let topology = Topology {
+            protocol: MachineProtocol::Fc,
+            hosts: 1,
+            host_kind: HostKind::Multipath,
+            portals: fc.paths().len(),
+            shared_target: true,
+            reuse_identity: false,
+            flat_addressing: false,
+            first_lun: 1,
+            recycle_iqns: false,
+            fc: Some(fc),
+            nvme: None,
+        };
+        let faults = FaultMix {
+            path_flap: true,
+            ..FaultMix::default()
+        };
+        let initial = ModelState::new(topology, faults, 5);
+        let transitions = vec![
+            Transition::Create,
+            Transition::Map { vol: 0, host: 0 },
+            Transition::Attach {
+                vol: 0,
+                host: 0,
+                fault: None,
+            },
+            Transition::PathDown { host: 0, portal: 1 },
+            Transition::Detach {
+                vol: 0,
+                host: 0,
+                force: false,
+                device_info: true,
+                fault: None,
+            },
+            Transition::PathUp { host: 0, portal: 1 },
+        ];
+        let up = transitions[..3]
+            .iter()
+            .fold(initial.clone(), |s, t| s.step(t));
+        assert_eq!(up.devices.len(), 2, "one disk per path");
+        let down = up.step(&transitions[3]);
+        assert_eq!(
+            down.devices.len(),
+            1,
+            "the HBA's disk went with dev_loss_tmo"
+        );
+        replays_green(&initial, &transitions, &["hba-linkdown"]);
     }
 }

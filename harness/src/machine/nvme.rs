@@ -1154,6 +1154,7 @@ mod tests {
             reuse_identity: false,
             flat_addressing: false,
             first_lun: 1,
+            recycle_iqns: false,
             fc: None,
             nvme: Some(NvmeLayout {
                 native_multipath: native,
