@@ -43,6 +43,12 @@ pub struct HostSpec {
     /// NVMe-oF initiator (nvme-cli, `nvme_fabrics`); `None`: not installed.
     #[serde(default)]
     pub nvme: Option<crate::nvme::NvmeHostSpec>,
+    /// `scsi_mod.scan=manual`: the kernel never scans a target by itself. With the default
+    /// (`sync`) an FC remote port that logs in, or comes back after a link loss, has its
+    /// target scanned for every LUN (`fc_scsi_scan_rport`: `scsi_scan_target` with wildcard
+    /// LUN, `SCSI_SCAN_RESCAN`).
+    #[serde(default)]
+    pub scsi_scan_manual: bool,
 }
 
 impl HostSpec {
@@ -60,6 +66,7 @@ impl HostSpec {
             udev_delay: Duration::from_millis(50),
             fc_hbas: Vec::new(),
             nvme: None,
+            scsi_scan_manual: false,
         }
     }
 

@@ -326,7 +326,8 @@ pub enum Transition {
         /// Portal index (FC: HBA index).
         portal: usize,
     },
-    /// The portal is reachable again (FC: the HBA link is back; nothing is rescanned).
+    /// The portal is reachable again (FC: the HBA link is back and the kernel scans the
+    /// targets it reaches for every LUN presented to the host).
     PathUp {
         /// Host index.
         host: usize,
@@ -472,6 +473,10 @@ pub struct ModelAttachment {
     pub lun: u64,
     /// What attach returned.
     pub dev: AttachedDev,
+    /// That device has existed without interruption since (a disk or map removed and
+    /// created again, e.g. by an FC link loss and the scan when the link returns, is
+    /// another device, perhaps under another name).
+    pub alive: bool,
 }
 
 /// What the last transition must have returned.
@@ -707,6 +712,11 @@ impl ModelState {
     /// Removes devices; a map left without paths goes too.
     fn remove_devices(&mut self, keys: &[DevKey]) {
         for k in keys {
+            for a in self.attachments.values_mut() {
+                if a.dev == AttachedDev::Sd(*k) {
+                    a.alive = false;
+                }
+            }
             if let Some(d) = self.devices.remove(k)
                 && self.losing_removes
                 && d.linked
@@ -733,11 +743,29 @@ impl ModelState {
     /// multipathd heard of it, i.e. once udev processed its `add` (`linked`).
     fn prune_dms(&mut self) {
         let devices = &self.devices;
-        self.dms.retain(|(h, ident)| {
-            devices
-                .iter()
-                .any(|(k, d)| k.host == *h && d.ident == *ident && d.linked)
-        });
+        let gone: Vec<(usize, u32)> = self
+            .dms
+            .iter()
+            .filter(|(h, ident)| {
+                !devices
+                    .iter()
+                    .any(|(k, d)| k.host == *h && d.ident == *ident && d.linked)
+            })
+            .copied()
+            .collect();
+        for (h, ident) in gone {
+            self.drop_dm(h, ident);
+        }
+    }
+
+    /// Removes map `(h, ident)`; an attachment that returned it no longer has its device.
+    fn drop_dm(&mut self, h: usize, ident: u32) {
+        self.dms.remove(&(h, ident));
+        for ((x, _), a) in self.attachments.iter_mut() {
+            if *x == h && a.dev == AttachedDev::Dm(ident) {
+                a.alive = false;
+            }
+        }
     }
 
     fn logout_idle(&mut self, h: usize, tgt: Tgt, portals: impl Iterator<Item = usize>) {
@@ -818,7 +846,7 @@ impl ModelState {
             AttachedDev::Sd(k) => s.devices.contains_key(&k),
             AttachedDev::Dm(i) => s.dms.contains(&(h, i)),
         };
-        let kept = previous.is_some_and(|a| existed(self, a.dev));
+        let kept = previous.is_some_and(|a| a.alive && existed(self, a.dev));
         let result = if self.is_fc() {
             self.attach_fc(h, tgt, lun, portals, lost)
         } else if self.connector_multipath() {
@@ -828,8 +856,15 @@ impl ModelState {
         };
         match result {
             Some((dev, wwn)) => {
-                self.attachments
-                    .insert((h, v), ModelAttachment { tgt, lun, dev });
+                self.attachments.insert(
+                    (h, v),
+                    ModelAttachment {
+                        tgt,
+                        lun,
+                        dev,
+                        alive: true,
+                    },
+                );
                 self.outcome = Outcome::Attached {
                     dev,
                     wwn,
@@ -1138,7 +1173,7 @@ impl ModelState {
                 removed_dm = true;
             }
             if removed_dm {
-                self.dms.remove(&(h, ident));
+                self.drop_dm(h, ident);
             }
         }
         if !belong.is_empty() {
@@ -1240,6 +1275,30 @@ impl ModelState {
             }
             Transition::PathUp { host, portal } => {
                 self.down.remove(&(host, portal));
+                if let Some(fc) = self.topology.fc {
+                    // The HBA logs in again and the kernel scans every target it reaches for
+                    // every LUN presented to the host (rports in port order, LUNs ascending).
+                    let mut luns: Vec<u64> = (0..self.volumes.len())
+                        .filter_map(|v| self.mapped(v, host))
+                        .collect();
+                    luns.sort_unstable();
+                    for (p, (hba, _)) in fc.paths().into_iter().enumerate() {
+                        if hba != portal {
+                            continue;
+                        }
+                        for lun in &luns {
+                            let key = DevKey {
+                                host,
+                                tgt: None,
+                                portal: p,
+                                lun: *lun,
+                            };
+                            if !self.devices.contains_key(&key) {
+                                self.scan_new(key, false);
+                            }
+                        }
+                    }
+                }
             }
             Transition::Wait => {}
         }

@@ -14,6 +14,11 @@
 //!   `dev_loss_tmo` (30 s here) a target rport becomes `Not Present` and its SCSI devices are
 //!   removed, a non-target rport is deleted. A port that comes back before that is `Online`
 //!   again with its devices intact.
+//! - A target rport that logs in or comes back has its target scanned for every LUN the array
+//!   presents to the host (`fc_scsi_scan_rport`: `scsi_scan_target(.., SCAN_WILD_CARD,
+//!   SCSI_SCAN_RESCAN)`), unless the host boots with `scsi_mod.scan=manual`
+//!   ([`crate::HostSpec::scsi_scan_manual`]): after a link loss past `dev_loss_tmo` the LUNs
+//!   come back by themselves.
 //! - A write to `/sys/class/scsi_host/hostH/scan` (`fc_user_scan`) scans every `Online` rport
 //!   with a target id matching `C T` (wildcards allowed): `L` probes one LUN, `-` lists every
 //!   LUN the array presents to the host on that port (REPORT LUNS). A wildcard target therefore
@@ -401,6 +406,8 @@ impl World {
         let now = self.clock.now();
         let fabric = self.fc.clone();
         let mut blocked = Vec::new();
+        // Target rports that logged in or came back: the kernel scans them.
+        let mut online: Vec<(u32, u32)> = Vec::new();
         let h = self.host_mut(host);
         for hba in &mut h.kernel.fc.hbas {
             let mut wanted: Vec<&PortInfo> = if hba.state == FcPortState::Online {
@@ -423,6 +430,9 @@ impl World {
                     if r.state != FcPortState::Online {
                         tracing::debug!(%host, hba = hba.host_no, rport = r.number, "rport back online");
                         r.state = FcPortState::Online;
+                        if let Some(t) = r.target_id {
+                            online.push((hba.host_no, t));
+                        }
                     }
                     continue;
                 }
@@ -440,6 +450,9 @@ impl World {
                 };
                 let number = hba.next_rport;
                 hba.next_rport += 1;
+                if let Some(t) = target_id {
+                    online.push((hba.host_no, t));
+                }
                 tracing::debug!(%host, hba = hba.host_no, number, wwpn = format_args!("{:#x}", p.wwpn), "rport added");
                 hba.rports.push(Rport {
                     number,
@@ -456,6 +469,12 @@ impl World {
                     r.state = FcPortState::Blocked;
                     blocked.push((hba.host_no, r.number));
                 }
+            }
+        }
+        if !self.host_ref(host).spec.scsi_scan_manual {
+            for (host_no, t) in online {
+                tracing::debug!(%host, host_no, target = t, "rport online: target scan");
+                self.fc_scan(host, host_no, Some(0), Some(u64::from(t)), None);
             }
         }
         for (host_no, rport) in blocked {

@@ -619,12 +619,65 @@ fn hba_linkdown_after_takes_the_link_down_at_its_virtual_time() {
         .iter()
         .find(|d| d.backing == Some(v) && d.name.starts_with("dm-"));
     assert_eq!(dm.map(|d| d.slaves.clone()), Some(vec!["sda".to_owned()]));
-    // Clearing the fault brings the link back; no scan, so nothing reappears.
+    // Clearing the fault brings the link back, and the kernel scans the returning target
+    // for every LUN presented to the host (`fc_scsi_scan_rport`): both LUNs come back
+    // behind HBA 2 (host1), and the map gets its second path again.
     w.clear_faults();
     assert_eq!(w.hbas(h)[1].state, FcPortState::Online);
     assert_eq!(w.hbas(h)[1].rports[0].state, FcPortState::Online);
     w.settle();
-    assert!(w.host_devices(h).iter().all(|d| d.name != "sdb"));
+    let devs = w.host_devices(h);
+    let back: Vec<&str> = devs
+        .iter()
+        .filter_map(|d| d.hctl.as_deref())
+        .filter(|hctl| hctl.starts_with("1:"))
+        .collect();
+    assert_eq!(back, vec!["1:0:0:1", "1:0:0:2"], "{devs:?}");
+    let dm = devs
+        .iter()
+        .find(|d| d.backing == Some(v) && d.name.starts_with("dm-"));
+    assert_eq!(dm.map(|d| d.slaves.len()), Some(2), "{devs:?}");
+}
+
+/// With `scsi_mod.scan=manual` a returning remote port is not scanned: what went with
+/// `dev_loss_tmo` stays gone until someone scans.
+#[test]
+fn a_returning_rport_is_not_scanned_with_manual_scan() {
+    let mut w = World::new(7);
+    let mut spec = HostSpec::new("fc1").with_fc_hba(FcHbaSpec::new(HBA1, "a", "0000:05:00.2"));
+    spec.scsi_scan_manual = true;
+    let h = w.add_host(spec);
+    let a = w.add_array(ArraySpec::fc("A", vec![FcTargetPort::new(A1, "a")]));
+    w.zone_host_to_array(h, a).unwrap();
+    let v = w.create_volume(a, "v", 1 << 30).unwrap();
+    w.map_volume(v, h).unwrap();
+    scan(&mut w, 0, "0 0 1");
+    assert_eq!(w.host_devices(h).len(), 1);
+    w.set_hba_port_state(h, HBA1, FcPortState::Linkdown)
+        .unwrap();
+    w.settle();
+    assert!(w.host_devices(h).is_empty(), "gone past dev_loss_tmo");
+    w.set_hba_port_state(h, HBA1, FcPortState::Online).unwrap();
+    w.settle();
+    assert!(
+        w.host_devices(h).is_empty(),
+        "manual scan: nothing comes back"
+    );
+    // The default (`scan=sync`) scans it: the same history brings the LUN back.
+    let mut w = World::new(7);
+    let h = w.add_host(HostSpec::new("fc1").with_fc_hba(FcHbaSpec::new(HBA1, "a", "0000:05:00.2")));
+    let a = w.add_array(ArraySpec::fc("A", vec![FcTargetPort::new(A1, "a")]));
+    w.zone_host_to_array(h, a).unwrap();
+    let v = w.create_volume(a, "v", 1 << 30).unwrap();
+    w.map_volume(v, h).unwrap();
+    w.set_hba_port_state(h, HBA1, FcPortState::Linkdown)
+        .unwrap();
+    w.settle();
+    w.set_hba_port_state(h, HBA1, FcPortState::Online).unwrap();
+    w.settle();
+    let devs = w.host_devices(h);
+    assert_eq!(devs.len(), 1, "{devs:?}");
+    assert_eq!(devs[0].backing, Some(v));
 }
 
 #[test]
