@@ -12,9 +12,11 @@
 //! `commands.sessions` is given.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use brick_connectors::{
     Cmd, ConnectionProperties, Connector, ConnectorConfig, DeviceInfo, DisconnectOptions, Host,
@@ -138,6 +140,73 @@ pub struct Commands {
     /// initiator (strings or objects). Checked to be empty once nothing is attached.
     #[serde(default)]
     pub sessions: Option<String>,
+    /// Seconds a command may run before it is killed (with everything it started) and the
+    /// step fails (default 300).
+    #[serde(default)]
+    pub timeout_secs: Option<u64>,
+}
+
+/// How long a `target.toml` command may run when `timeout_secs` is not given.
+pub const DEFAULT_COMMAND_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// Runs `cmd` (stdout and stderr captured) for at most `limit`; `None` when it ran out of time,
+/// after killing its whole process group (a shell pipeline leaves nothing behind).
+fn output_within(
+    mut cmd: Command,
+    limit: Duration,
+) -> std::io::Result<Option<std::process::Output>> {
+    use std::io::Read as _;
+    use std::os::unix::process::CommandExt as _;
+    cmd.process_group(0)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn()?;
+    let drain = |pipe: Option<Box<dyn Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            if let Some(mut p) = pipe {
+                let _ = p.read_to_end(&mut buf);
+            }
+            buf
+        })
+    };
+    let stdout = drain(
+        child
+            .stdout
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+    );
+    let stderr = drain(
+        child
+            .stderr
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+    );
+    let start = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait()? {
+            break Some(status);
+        }
+        if start.elapsed() >= limit {
+            if let Ok(pid) = i32::try_from(child.id()) {
+                let _ = nix::sys::signal::killpg(
+                    nix::unistd::Pid::from_raw(pid),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let stdout = stdout.join().unwrap_or_default();
+    let stderr = stderr.join().unwrap_or_default();
+    Ok(status.map(|status| std::process::Output {
+        status,
+        stdout,
+        stderr,
+    }))
 }
 
 /// Where the host side of the exec tier runs.
@@ -455,15 +524,28 @@ impl ExecTarget {
             message,
         })?;
         tracing::info!(command = %command, "exec target: {name}");
-        let out = Command::new("sh")
-            .arg("-c")
+        let mut sh = Command::new("sh");
+        sh.arg("-c")
             .arg(&command)
             .current_dir(&self.dir)
-            .stdin(Stdio::null())
-            .output()
+            .stdin(Stdio::null());
+        let limit = self
+            .spec
+            .commands
+            .timeout_secs
+            .map_or(DEFAULT_COMMAND_TIMEOUT, Duration::from_secs);
+        let out = output_within(sh, limit)
             .map_err(|source| TargetError::Io {
                 what: format!("running the `{name}` command `{command}`"),
                 source,
+            })?
+            .ok_or_else(|| {
+                self.note(format!("array {name}: {command} -> killed after {limit:?}"));
+                TargetError::Timeout {
+                    name: name.to_owned(),
+                    command: command.clone(),
+                    seconds: limit.as_secs(),
+                }
             })?;
         let status = out.status.code().unwrap_or(-1);
         self.note(format!("array {name}: {command} -> exit {status}"));
@@ -877,6 +959,7 @@ mod tests {
                 props: "echo '{{}}'".into(),
                 props_pointer: None,
                 sessions: None,
+                timeout_secs: None,
             },
             host: HostSection {
                 kind: HostKind::Simulated,
@@ -895,5 +978,31 @@ mod tests {
         assert!(t.unsupported(&Need::Simulator("faults".into())).is_some());
         assert_eq!(t.array_name("A"), "ci-scn-A");
         assert_eq!(t.identity("A").unwrap(), "36001");
+    }
+
+    #[test]
+    fn a_command_that_hangs_is_killed_with_what_it_started() {
+        let dir = tempfile::tempdir().unwrap();
+        let marker = dir.path().join("late");
+        // The shell starts a child that would write the marker after 0.5 s; the whole group
+        // goes at 0.1 s.
+        let mut sh = Command::new("sh");
+        sh.arg("-c").arg(format!(
+            "(sleep 0.5; touch {}) & echo started; sleep 30",
+            marker.display()
+        ));
+        let start = Instant::now();
+        let out = output_within(sh, Duration::from_millis(100)).unwrap();
+        assert!(out.is_none(), "ran out of time");
+        assert!(start.elapsed() < Duration::from_secs(10));
+        std::thread::sleep(Duration::from_millis(900));
+        assert!(!marker.exists(), "the background child was killed too");
+        // In time: status and both streams.
+        let mut sh = Command::new("sh");
+        sh.arg("-c").arg("echo out; echo err >&2; exit 3");
+        let out = output_within(sh, Duration::from_secs(30)).unwrap().unwrap();
+        assert_eq!(out.status.code(), Some(3));
+        assert_eq!(out.stdout, b"out\n");
+        assert_eq!(out.stderr, b"err\n");
     }
 }

@@ -101,6 +101,16 @@ pub enum TargetError {
         /// What it wrote on stderr (truncated).
         stderr: String,
     },
+    /// A command of `target.toml` ran longer than its `timeout_secs` and was killed.
+    #[error("`{name}` command killed after {seconds} s (commands.timeout_secs): {command}")]
+    Timeout {
+        /// Which command.
+        name: String,
+        /// The command line as run.
+        command: String,
+        /// The limit.
+        seconds: u64,
+    },
     /// A command's output was not what `target.toml` promised.
     #[error("`{name}` command: {message}")]
     Output {
