@@ -198,9 +198,9 @@ pub struct FaultMix {
     pub udev_late: bool,
     /// udev `add` events are lost (no links for the new devices).
     pub udev_lost: bool,
-    /// udev `remove` events of a detach are lost (the removed disks' links stay behind,
-    /// dangling, until a new disk takes the same kernel name). Drawn on hosts without
-    /// multipathd only, and never with `udev_lost` in the same case.
+    /// udev `remove` events of a detach are lost (the removed disks' and maps' links stay
+    /// behind, dangling, until a new disk or map takes the same kernel name; multipathd
+    /// does not hear of the removed paths either). Never with `udev_lost` in one case.
     pub udev_lost_remove: bool,
     /// multipathd takes 5 s more to drop removed paths.
     pub multipathd_slow: bool,
@@ -536,6 +536,11 @@ pub struct ModelState {
     pub down: BTreeSet<(usize, usize)>,
     /// Removed disks whose udev `remove` was lost.
     pub stale: Vec<StaleDisk>,
+    /// The dm minor of each map (`dm-N`: lowest free on the host when it was created).
+    pub dm_minor: BTreeMap<(usize, u32), u32>,
+    /// Removed maps whose udev `remove` was lost: (host, minor, identity). Their links,
+    /// `scsi-<wwid>` among them (it outranks the disks'), dangle.
+    pub stale_dms: Vec<(usize, u32, u32)>,
     /// udev `remove` events are being lost (during one detach).
     #[serde(skip)]
     losing_removes: bool,
@@ -562,6 +567,8 @@ impl ModelState {
             attachments: BTreeMap::new(),
             down: BTreeSet::new(),
             stale: Vec::new(),
+            dm_minor: BTreeMap::new(),
+            stale_dms: Vec::new(),
             losing_removes: false,
             outcome: Outcome::Any,
             nvme: super::nvme::NvmeState::default(),
@@ -736,7 +743,7 @@ impl ModelState {
     /// not reused), so it dangles until a new disk takes the stale disk's kernel name (udev's
     /// `add` for the name replaces what the name claimed).
     pub fn has_stale_link(&self, h: usize) -> bool {
-        self.stale.iter().any(|s| s.key.host == h)
+        self.stale.iter().any(|s| s.key.host == h) || self.stale_dms.iter().any(|s| s.0 == h)
     }
 
     /// Drops maps left without paths. A disk is a path of its identity's map once
@@ -758,9 +765,31 @@ impl ModelState {
         }
     }
 
+    /// Creates map `(h, ident)` if it does not exist, on the lowest free dm minor; udev's
+    /// `add` for `dm-N` replaces what a lost `remove` left on that name.
+    fn add_dm(&mut self, h: usize, ident: u32) {
+        if !self.dms.insert((h, ident)) {
+            return;
+        }
+        let used: BTreeSet<u32> = self
+            .dm_minor
+            .iter()
+            .filter(|((x, _), _)| *x == h)
+            .map(|(_, m)| *m)
+            .collect();
+        let minor = (0..).find(|m| !used.contains(m)).unwrap_or(0);
+        self.dm_minor.insert((h, ident), minor);
+        self.stale_dms.retain(|s| (s.0, s.1) != (h, minor));
+    }
+
     /// Removes map `(h, ident)`; an attachment that returned it no longer has its device.
     fn drop_dm(&mut self, h: usize, ident: u32) {
         self.dms.remove(&(h, ident));
+        if let Some(minor) = self.dm_minor.remove(&(h, ident))
+            && self.losing_removes
+        {
+            self.stale_dms.push((h, minor, ident));
+        }
         for ((x, _), a) in self.attachments.iter_mut() {
             if *x == h && a.dev == AttachedDev::Dm(ident) {
                 a.alive = false;
@@ -886,7 +915,7 @@ impl ModelState {
         let ident = self.probe(key.host, key.tgt, key.lun)?;
         self.add_device(key, ident, !lost);
         if self.multipathd() && !lost {
-            self.dms.insert((key.host, ident));
+            self.add_dm(key.host, ident);
         }
         Some(ident)
     }
@@ -1011,6 +1040,7 @@ impl ModelState {
         self.devices
             .iter()
             .any(|(k, d)| k.host == h && d.ident == ident && d.linked && !d.id_unlinked)
+            || self.stale_dms.iter().any(|s| s.0 == h && s.2 == ident)
     }
 
     fn attach_multipath(
@@ -1028,6 +1058,7 @@ impl ModelState {
             .iter()
             .filter(|(k, d)| k.host == h && d.linked && !d.id_unlinked)
             .map(|(_, d)| d.ident)
+            .chain(self.stale_dms.iter().filter(|s| s.0 == h).map(|s| s.2))
             .collect();
         let mut found: Vec<DevKey> = Vec::new();
         let mut announced = false;
@@ -1073,7 +1104,7 @@ impl ModelState {
         // A map of that identity already exists, or udev forms one while the connector
         // waits, or the connector knows the WWID (a `scsi-` link) and adds the path itself.
         if dms_before.contains(&(h, ident)) || announced || linked_before.contains(&ident) {
-            self.dms.insert((h, ident));
+            self.add_dm(h, ident);
             return Some((AttachedDev::Dm(ident), Some(ident)));
         }
         // udev late or lost and no WWID known: the first path is returned (late events
@@ -1372,12 +1403,9 @@ impl ModelState {
         self.topology.fc.map_or(self.topology.portals, |fc| fc.hbas)
     }
 
-    /// Lost `remove` events are drawn on hosts without multipathd only (what multipathd
-    /// does with dangling map links is not modelled), never with lost `add` events.
+    /// Lost `remove` events are never drawn with lost `add` events in one case.
     fn lost_removes_allowed(&self) -> bool {
-        self.faults.udev_lost_remove
-            && !self.faults.udev_lost
-            && self.topology.host_kind == HostKind::Single
+        self.faults.udev_lost_remove && !self.faults.udev_lost
     }
 
     /// The violations the harness must report now: `(property, host, volume)`.

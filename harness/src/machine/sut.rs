@@ -800,11 +800,11 @@ impl Sut {
                         ))
                     })
                     .collect();
-                let dms: BTreeSet<String> = w
+                let dms: BTreeSet<(String, String)> = w
                     .host_devices(hid)
                     .into_iter()
                     .filter(|d| d.name.starts_with("dm-"))
-                    .map(|d| d.reported_wwid)
+                    .map(|d| (d.reported_wwid, d.name))
                     .collect();
                 (sessions, dms)
             };
@@ -821,11 +821,15 @@ impl Sut {
                     describe_sessions(&want_sessions)
                 ));
             }
-            let want_dms: BTreeSet<String> = model
+            // Every map by WWID, on the minor the kernel's lowest-free rule gives it.
+            let want_dms: BTreeSet<(String, String)> = model
                 .dms
                 .iter()
                 .filter(|d| d.0 == h)
-                .filter_map(|d| self.wwid_of_ident(model, d.1))
+                .filter_map(|d| {
+                    let minor = model.dm_minor.get(d)?;
+                    Some((self.wwid_of_ident(model, d.1)?, format!("dm-{minor}")))
+                })
                 .collect();
             if dms != want_dms {
                 return Err(format!(
