@@ -213,6 +213,7 @@ mod tests {
             fc: None,
             nvme: Some(brick_harness::machine::NvmeLayout {
                 native_multipath: true,
+                aen: true,
             }),
         };
         let faults = FaultMix {
