@@ -1017,7 +1017,7 @@ fn transitions(s: &ModelState) -> BoxedStrategy<Transition> {
             .collect();
         if !up.is_empty() {
             arms.push((
-                1,
+                3,
                 (prop::sample::select(up), 0..s.topology.portals)
                     .prop_map(|(host, portal)| Transition::PathDown { host, portal })
                     .boxed(),
