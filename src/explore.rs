@@ -213,6 +213,7 @@ mod tests {
             fc: None,
             nvme: Some(brick_harness::machine::NvmeLayout {
                 native_multipath: true,
+                aen: true,
             }),
         };
         let faults = FaultMix {
@@ -416,5 +417,70 @@ mod tests {
             "the HBA's disk went with dev_loss_tmo"
         );
         replays_green(&initial, &transitions, &["hba-linkdown"]);
+    }
+
+    #[test]
+    fn nvmeof_race_on_an_array_without_aen_replays() {
+        // A shared subsystem on an array without AENs: v1's namespace races v0's connect;
+        // v0 is then unmapped (the host never hears of it) and both are detached.
+        let topology = Topology {
+            protocol: MachineProtocol::Nvmeof,
+            hosts: 1,
+            host_kind: HostKind::Single,
+            portals: 1,
+            shared_target: true,
+            reuse_identity: false,
+            flat_addressing: false,
+            first_lun: 1,
+            recycle_iqns: false,
+            fc: None,
+            nvme: Some(brick_harness::machine::NvmeLayout {
+                native_multipath: true,
+                aen: false,
+            }),
+        };
+        let faults = FaultMix {
+            namespace_appears: true,
+            ..FaultMix::default()
+        };
+        let initial = ModelState::new(topology, faults, 11);
+        let attach = |vol, fault| Transition::Attach {
+            vol,
+            host: 0,
+            fault,
+        };
+        let detach = |vol| Transition::Detach {
+            vol,
+            host: 0,
+            force: false,
+            device_info: true,
+            fault: None,
+        };
+        let transitions = vec![
+            Transition::Create,
+            Transition::Map { vol: 0, host: 0 },
+            Transition::Create,
+            attach(
+                0,
+                Some(brick_harness::machine::AttachFault::NamespaceAppears { vol: 1 }),
+            ),
+            attach(1, None),
+            Transition::Unmap { vol: 0, host: 0 },
+            detach(0),
+            detach(1),
+        ];
+        let raced = transitions[..4]
+            .iter()
+            .fold(initial.clone(), |s, t| s.step(t));
+        assert_eq!(raced.volumes[1].mapped.get(&0), Some(&2), "v1 raced in");
+        replays_green(
+            &initial,
+            &transitions,
+            &[
+                "aen = false",
+                "fault = \"namespace-appears\"",
+                "volume = \"v1\"",
+            ],
+        );
     }
 }

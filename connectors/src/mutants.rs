@@ -114,6 +114,11 @@ mutants! {
     /// (os-brick's `find_device` reads live portals only): with native multipath off the disk
     /// of a controller that is reconnecting is returned, and its I/O hangs.
     NvmeDeviceFromAnyController = "nvme-device-from-any-controller",
+    /// NVMe-oF: the attach does not `nvme ns-rescan` the live controllers, trusting the
+    /// array's namespace-change AENs (os-brick before the rescan of live portals in
+    /// `_connect_target`, "backend may lack AER"): on an array without AEN support a volume
+    /// mapped after its subsystem's controller connected is never found.
+    NvmeNoRescanOnAttach = "nvme-no-rescan-on-attach",
 }
 
 impl fmt::Display for Mutant {

@@ -542,6 +542,10 @@ impl<'h> NvmeofConnector<'h> {
                 None => missing.push(i),
                 Some(c) if c.is_live() => {
                     connected = true;
+                    #[cfg(feature = "mutants")]
+                    if crate::mutants::active(crate::mutants::Mutant::NvmeNoRescanOnAttach) {
+                        continue;
+                    }
                     self.rescan(c);
                 }
                 Some(c) if c.state.as_deref() == Some("connecting") => {

@@ -208,6 +208,9 @@ pub struct FaultMix {
     pub crash: bool,
     /// Portals go down and come back.
     pub path_flap: bool,
+    /// NVMe-oF: another volume of the subsystem is mapped to the host while an attach
+    /// connects (`Fault::NamespaceAppears`: a concurrent attach's namespace appears).
+    pub namespace_appears: bool,
 }
 
 impl fmt::Display for FaultMix {
@@ -222,6 +225,7 @@ impl fmt::Display for FaultMix {
             (self.multipathd_slow, "multipathd-slow"),
             (self.crash, "crash"),
             (self.path_flap, "path-flap"),
+            (self.namespace_appears, "namespace-appears"),
         ]
         .iter()
         .filter(|(on, _)| *on)
@@ -243,6 +247,12 @@ pub enum AttachFault {
     UdevLate,
     /// udev `add` events are lost.
     UdevLost,
+    /// NVMe-oF: the first `nvme connect` of the attach finds volume `vol` (same subsystem)
+    /// newly mapped to the host, as if another attach raced with this one.
+    NamespaceAppears {
+        /// The volume mapped concurrently.
+        vol: usize,
+    },
 }
 
 /// A fault armed for the duration of one detach.
@@ -1360,6 +1370,7 @@ impl ModelState {
                         None => true,
                         Some(AttachFault::UdevLate) => self.faults.udev_late && !self.is_fc(),
                         Some(AttachFault::UdevLost) => self.faults.udev_lost,
+                        Some(AttachFault::NamespaceAppears { .. }) => false,
                     }
             }
             Transition::Detach {
@@ -1649,6 +1660,7 @@ fn fault_mix_strategy() -> BoxedStrategy<FaultMix> {
             multipathd_slow: f,
             crash: g,
             path_flap: h,
+            namespace_appears: false,
         })
         .boxed()
 }

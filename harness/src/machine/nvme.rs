@@ -16,7 +16,16 @@
 //!   head disk `nvme<S>n<H>` per namespace; off: one disk `nvme<C>n<H>` per controller;
 //! - the array sends an AEN to every controller of the subsystem when its namespaces change
 //!   (one per host a volume was unmapped from, for a delete); a controller whose port is down
-//!   misses it and rescans when the port answers again.
+//!   misses it and rescans when the port answers again. An array without AEN support
+//!   ([`NvmeLayout::aen`] off) tells no one: a host learns of a change only when a controller
+//!   is scanned (the connector's `nvme ns-rescan` of live controllers at attach, a new
+//!   connect, a reconnect), so a namespace unmapped or deleted on the array stays on the host
+//!   (the leaked-detach shape of NVMe-oF) and one mapped later is invisible until then;
+//! - `Fault::NamespaceAppears` (the [`AttachFault::NamespaceAppears`] race): the first
+//!   `nvme connect` of the attach that reaches the array in the racing volume's subsystem maps
+//!   that volume to the host first (lowest free nsid), so the new controller's scan finds it
+//!   too, and the AEN of that mapping reaches the host's other controllers; a connect to a
+//!   port that does not answer leaves the race armed for the next one.
 //!
 //! The connector's contract (`brick_connectors::NvmeofConnector`): attach rescans the live
 //! controllers of the portals, connects the missing ones (every portal with native multipath
@@ -43,8 +52,8 @@ use brick_sim_target::{ArraySpec, ArrayTransport, Fault, HostId, IqnMode, NvmePo
 use crate::checks::PropertyKind;
 use crate::lab::{Lab, LabHostSpec};
 use crate::machine::model::{
-    DetachFault, FaultMix, HostKind, MAX_VOLUMES, MachineProtocol, ModelState, ModelVolume,
-    Outcome, Tgt, Topology, Transition, host_name, vol_name,
+    AttachFault, DetachFault, FaultMix, HostKind, MAX_VOLUMES, MachineProtocol, ModelState,
+    ModelVolume, Outcome, Tgt, Topology, Transition, host_name, vol_name,
 };
 use crate::machine::sut::ARRAY;
 use crate::simhost::lock;
@@ -66,6 +75,9 @@ pub(crate) fn port_addr(i: usize) -> String {
 pub struct NvmeLayout {
     /// `nvme_core.multipath=Y`: one head disk per namespace over every controller.
     pub native_multipath: bool,
+    /// The array sends namespace-change AENs (nvmet does); without them hosts learn of
+    /// changes only by rescanning.
+    pub aen: bool,
 }
 
 /// An NVMe block device name `nvme<x>n<n>`: a head disk `nvme<S>n<H>` (native multipath) or
@@ -138,6 +150,9 @@ pub struct NvmeState {
     pub hosts: BTreeMap<usize, NvmeHost>,
     /// (host, volume) -> attachment.
     pub attachments: BTreeMap<(usize, usize), NvmeAttachment>,
+    /// The volume a racing attach maps at the next `nvme connect` of the running attach
+    /// (set only during an attach with [`AttachFault::NamespaceAppears`]).
+    pub race: Option<usize>,
 }
 
 /// One NVMe block device of a host, as the model derives it.
@@ -157,6 +172,7 @@ fn lowest_free(used: impl Iterator<Item = u32>, from: u32) -> u32 {
 fn layout(s: &ModelState) -> NvmeLayout {
     s.topology.nvme.unwrap_or(NvmeLayout {
         native_multipath: true,
+        aen: true,
     })
 }
 
@@ -314,6 +330,16 @@ fn connect(s: &mut ModelState, h: usize, tgt: Tgt, p: usize) -> Option<u32> {
     if port_down(s, h, p) {
         return None;
     }
+    // Another attach maps its volume of this subsystem first (`Fault::NamespaceAppears`);
+    // its AEN reaches the live controllers after this connect's own scan.
+    let raced = match s.nvme.race {
+        Some(o) if s.tgt_of(o) == tgt && exists(s, o) => {
+            s.nvme.race = None;
+            map_ns(s, o, h);
+            true
+        }
+        _ => false,
+    };
     let subsystem_exists = match tgt {
         None => true,
         Some(v) => exists(s, v),
@@ -324,6 +350,9 @@ fn connect(s: &mut ModelState, h: usize, tgt: Tgt, p: usize) -> Option<u32> {
         .enumerate()
         .any(|(i, v)| v.exists && s.tgt_of(i) == tgt && v.mapped.contains_key(&h));
     if !subsystem_exists || !allowed {
+        if raced {
+            aen(s, tgt);
+        }
         return None;
     }
     let k = host_mut(s, h);
@@ -351,6 +380,9 @@ fn connect(s: &mut ModelState, h: usize, tgt: Tgt, p: usize) -> Option<u32> {
         },
     );
     scan(s, h, instance);
+    if raced {
+        aen(s, tgt);
+    }
     Some(instance)
 }
 
@@ -372,6 +404,9 @@ fn delete_ctrl(s: &mut ModelState, h: usize, c: u32) {
 /// The array changed subsystem `tgt`: every controller of it, on every host, gets an AEN
 /// (the settle after the step delivers them, in host then instance order).
 fn aen(s: &mut ModelState, tgt: Tgt) {
+    if !layout(s).aen {
+        return;
+    }
     for h in 0..s.topology.hosts {
         let ctrls: Vec<u32> = host(s, h)
             .ctrls
@@ -445,11 +480,21 @@ fn connect_target(s: &mut ModelState, h: usize, tgt: Tgt, ident: u32) -> Option<
         .find_map(|c| device_on(s, h, c, ident))
 }
 
-fn attach(s: &mut ModelState, v: usize, h: usize) {
+fn attach(s: &mut ModelState, v: usize, h: usize, fault: Option<AttachFault>) {
     let (Some(_), Some(ident)) = (s.mapped(v, h), ident_of(s, v)) else {
         s.outcome = Outcome::Err;
         return;
     };
+    s.nvme.race = match fault {
+        Some(AttachFault::NamespaceAppears { vol }) => Some(vol),
+        _ => None,
+    };
+    attach_armed(s, v, h, ident);
+    // Not consumed (no connect reached the array): the lab disarms it after the attach.
+    s.nvme.race = None;
+}
+
+fn attach_armed(s: &mut ModelState, v: usize, h: usize, ident: u32) {
     let tgt = s.tgt_of(v);
     let previous = s.nvme.attachments.get(&(h, v)).copied();
     let mut found = None;
@@ -540,6 +585,13 @@ fn detach(
 }
 
 fn map(s: &mut ModelState, v: usize, h: usize) {
+    map_ns(s, v, h);
+    aen(s, s.tgt_of(v));
+}
+
+/// Maps `v` to `h` on the array: its nsid in the subsystem (the one it has for another
+/// host, else the lowest free), without telling anyone.
+fn map_ns(s: &mut ModelState, v: usize, h: usize) {
     let tgt = s.tgt_of(v);
     let own = s
         .volumes
@@ -558,7 +610,6 @@ fn map(s: &mut ModelState, v: usize, h: usize) {
     if let Some(x) = s.volumes.get_mut(v) {
         x.mapped.insert(h, nsid);
     }
-    aen(s, tgt);
 }
 
 /// Applies one transition to an NVMe-oF state.
@@ -596,7 +647,7 @@ pub(crate) fn step(s: &mut ModelState, t: &Transition) {
                 aen(s, tgt);
             }
         }
-        Transition::Attach { vol, host, .. } => attach(s, vol, host),
+        Transition::Attach { vol, host, fault } => attach(s, vol, host, fault),
         Transition::Detach {
             vol,
             host,
@@ -639,7 +690,15 @@ pub(crate) fn allows(s: &ModelState, t: &Transition) -> bool {
         Transition::Unmap { vol, host } => host < hosts && s.mapped(vol, host).is_some(),
         Transition::Delete { vol } => exists(s, vol),
         Transition::Attach { vol, host, fault } => {
-            host < hosts && s.mapped(vol, host).is_some() && fault.is_none()
+            host < hosts
+                && s.mapped(vol, host).is_some()
+                && match fault {
+                    None => true,
+                    Some(AttachFault::NamespaceAppears { vol: other }) => {
+                        may_race(s, vol, host, other)
+                    }
+                    Some(_) => false,
+                }
         }
         Transition::Detach {
             vol, host, fault, ..
@@ -664,6 +723,16 @@ pub(crate) fn allows(s: &ModelState, t: &Transition) -> bool {
         }
         Transition::PathUp { host, portal } => s.down.contains(&(host, portal)),
     }
+}
+
+/// Whether an attach of `v` on `h` may draw the race mapping `other`: another live volume
+/// of the same (shared) subsystem, not mapped to `h` yet.
+fn may_race(s: &ModelState, v: usize, h: usize, other: usize) -> bool {
+    s.faults.namespace_appears
+        && other != v
+        && exists(s, other)
+        && s.tgt_of(other) == s.tgt_of(v)
+        && s.mapped(other, h).is_none()
 }
 
 /// The violations the harness must report now: `(property, host, volume)`.
@@ -777,9 +846,10 @@ pub(crate) fn fmt_topology(
 ) -> fmt::Result {
     write!(
         f,
-        "{} host(s), NVMe-oF, {} port(s), native multipath {}, connector {}, {} subsystem",
+        "{} host(s), NVMe-oF, {} port(s){}, native multipath {}, connector {}, {} subsystem",
         t.hosts,
         t.portals,
+        if n.aen { "" } else { " without AEN" },
         if n.native_multipath { "on" } else { "off" },
         if t.host_kind == HostKind::Multipath {
             "multipath"
@@ -803,8 +873,9 @@ fn topology_strategy() -> BoxedStrategy<Topology> {
         1usize..=2,
         any::<bool>(),
         prop::bool::weighted(0.7),
+        prop::bool::weighted(0.7),
     )
-        .prop_map(|(host_kind, hosts, ports, shared, native)| Topology {
+        .prop_map(|(host_kind, hosts, ports, shared, native, aen)| Topology {
             protocol: MachineProtocol::Nvmeof,
             hosts,
             host_kind,
@@ -817,6 +888,7 @@ fn topology_strategy() -> BoxedStrategy<Topology> {
             fc: None,
             nvme: Some(NvmeLayout {
                 native_multipath: native,
+                aen,
             }),
         })
         .boxed()
@@ -824,13 +896,16 @@ fn topology_strategy() -> BoxedStrategy<Topology> {
 
 fn fault_mix_strategy() -> BoxedStrategy<FaultMix> {
     let b = || prop::bool::weighted(0.4);
-    (b(), b(), b())
-        .prop_map(|(device_flush, crash, path_flap)| FaultMix {
-            device_flush,
-            crash,
-            path_flap,
-            ..FaultMix::default()
-        })
+    (b(), b(), b(), b())
+        .prop_map(
+            |(device_flush, crash, path_flap, namespace_appears)| FaultMix {
+                device_flush,
+                crash,
+                path_flap,
+                namespace_appears,
+                ..FaultMix::default()
+            },
+        )
         .boxed()
 }
 
@@ -861,6 +936,19 @@ fn transitions(s: &ModelState) -> BoxedStrategy<Transition> {
         ));
     }
     let mapped = pairs(&|v, h| s.mapped(v, h).is_some());
+    let races: Vec<Transition> = mapped
+        .iter()
+        .flat_map(|(v, h)| (0..nvol).map(move |o| (*v, *h, o)))
+        .filter(|(v, h, o)| may_race(s, *v, *h, *o))
+        .map(|(vol, host, other)| Transition::Attach {
+            vol,
+            host,
+            fault: Some(AttachFault::NamespaceAppears { vol: other }),
+        })
+        .collect();
+    if !races.is_empty() {
+        arms.push((3, prop::sample::select(races).boxed()));
+    }
     if !mapped.is_empty() {
         arms.push((
             2,
@@ -929,7 +1017,7 @@ fn transitions(s: &ModelState) -> BoxedStrategy<Transition> {
             .collect();
         if !up.is_empty() {
             arms.push((
-                1,
+                3,
                 (prop::sample::select(up), 0..s.topology.portals)
                     .prop_map(|(host, portal)| Transition::PathDown { host, portal })
                     .boxed(),
@@ -981,7 +1069,7 @@ impl ReferenceStateMachine for NvmeModel {
 // ------------------------------------------------------------------ the lab side
 
 /// A lab for an NVMe-oF case: NVMe hosts (no multipathd; native multipath as drawn) and an
-/// nvmet-like array with AENs on `topology.portals` ports.
+/// nvmet-like array (AENs as drawn) on `topology.portals` ports.
 pub(crate) fn new_lab(state: &ModelState, n: &NvmeLayout) -> Result<Lab, String> {
     let t = &state.topology;
     let mut lab = Lab::new(state.world_seed);
@@ -1009,7 +1097,7 @@ pub(crate) fn new_lab(state: &ModelState, n: &NvmeLayout) -> Result<Lab, String>
         }
     };
     if let ArrayTransport::Nvme(nv) = &mut spec.transport {
-        nv.aen = true;
+        nv.aen = n.aen;
     }
     lab.add_array(spec).map_err(|e| format!("lab: {e}"))?;
     Ok(lab)
@@ -1158,12 +1246,14 @@ mod tests {
             fc: None,
             nvme: Some(NvmeLayout {
                 native_multipath: native,
+                aen: true,
             }),
         };
         let faults = FaultMix {
             path_flap: true,
             device_flush: true,
             crash: true,
+            namespace_appears: true,
             ..FaultMix::default()
         };
         ModelState::new(t, faults, 7)
@@ -1280,6 +1370,193 @@ mod tests {
         ];
         let end = assert_runs(&s, &ts);
         assert!(expected_violations(&end).is_empty(), "{}", summary(&end));
+    }
+
+    fn without_aen(mut s: ModelState) -> ModelState {
+        if let Some(n) = s.topology.nvme.as_mut() {
+            n.aen = false;
+        }
+        s
+    }
+
+    fn race(vol: usize, other: usize) -> Transition {
+        Transition::Attach {
+            vol,
+            host: 0,
+            fault: Some(AttachFault::NamespaceAppears { vol: other }),
+        }
+    }
+
+    fn nsids(s: &ModelState) -> Vec<Vec<u64>> {
+        host(s, 0)
+            .ctrls
+            .values()
+            .map(|c| c.ns.keys().copied().collect())
+            .collect()
+    }
+
+    #[test]
+    fn without_aen_an_unmapped_namespace_stays_until_the_detach() {
+        let s = without_aen(state(1, 1, HostKind::Single, true, true));
+        let ts = [
+            Transition::Create,
+            map(0),
+            att(0),
+            Transition::Unmap { vol: 0, host: 0 },
+        ];
+        let end = assert_runs(&s, &ts);
+        assert_eq!(nsids(&end), [vec![1]]);
+        // Its namespace stays, reaching nothing, and is still reported as v0's path.
+        assert_eq!(
+            expected_violations(&end).into_iter().collect::<Vec<_>>(),
+            [
+                (PropertyKind::Leftover, host_name(0), Some(vol_name(0))),
+                (PropertyKind::Truth, host_name(0), Some(vol_name(0)))
+            ]
+        );
+        // With AENs the namespace goes at once.
+        let with = assert_runs(&state(1, 1, HostKind::Single, true, true), &ts);
+        assert_eq!(nsids(&with), [Vec::<u64>::new()]);
+        let end = assert_runs(&s, &[&ts[..], &[det(0)]].concat());
+        assert!(end.nvme.hosts.get(&0).is_none_or(|k| k.ctrls.is_empty()));
+        assert!(expected_violations(&end).is_empty(), "{}", summary(&end));
+    }
+
+    #[test]
+    fn without_aen_a_new_namespace_appears_at_the_attach_rescan() {
+        let s = without_aen(state(1, 2, HostKind::Multipath, true, false));
+        let ts = [
+            Transition::Create,
+            map(0),
+            att(0),
+            Transition::Create,
+            map(1),
+        ];
+        let end = assert_runs(&s, &ts);
+        // Native multipath off: one controller; v1 is not on it yet.
+        assert_eq!(nsids(&end), [vec![1]]);
+        let end = assert_runs(&s, &[&ts[..], &[att(1)]].concat());
+        assert_eq!(nsids(&end), [vec![1, 2]]);
+        assert!(matches!(
+            end.outcome,
+            Outcome::NvmeAttached { ident: 1, .. }
+        ));
+        assert!(expected_violations(&end).is_empty(), "{}", summary(&end));
+    }
+
+    #[test]
+    fn without_aen_a_reused_nsid_is_cross_talk_until_the_rescan() {
+        let s = without_aen(state(1, 1, HostKind::Single, true, true));
+        let ts = [
+            Transition::Create,
+            map(0),
+            att(0),
+            Transition::Delete { vol: 0 },
+            Transition::Create,
+            map(1),
+        ];
+        let end = assert_runs(&s, &ts);
+        assert!(expected_violations(&end).contains(&(
+            PropertyKind::CrossTalk,
+            host_name(0),
+            Some(vol_name(1))
+        )));
+        // The attach's rescan drops the stale namespace; the retry's rescan adds v1's.
+        let end = assert_runs(&s, &[&ts[..], &[att(1)]].concat());
+        assert!(matches!(
+            end.outcome,
+            Outcome::NvmeAttached { ident: 1, .. }
+        ));
+        assert!(expected_violations(&end).is_empty(), "{}", summary(&end));
+    }
+
+    #[test]
+    fn a_namespace_racing_the_connect_is_found_and_left_to_its_own_attach() {
+        for aen in [true, false] {
+            let mut s = state(1, 2, HostKind::Multipath, true, true);
+            if let Some(n) = s.topology.nvme.as_mut() {
+                n.aen = aen;
+            }
+            let ts = [Transition::Create, map(0), Transition::Create, race(0, 1)];
+            let end = assert_runs(&s, &ts);
+            assert_eq!(end.volumes.get(1).and_then(|v| v.mapped.get(&0)), Some(&2));
+            assert_eq!(nsids(&end), [vec![1, 2], vec![1, 2]]);
+            assert!(matches!(
+                end.outcome,
+                Outcome::NvmeAttached { ident: 0, .. }
+            ));
+            assert_eq!(
+                expected_violations(&end).into_iter().collect::<Vec<_>>(),
+                [(PropertyKind::Leftover, host_name(0), Some(vol_name(1)))]
+            );
+            // Cinder's order: detach, then unmap. Without AENs the host never hears of v0's
+            // unmap: its namespace keeps the controllers (leftover) after both detaches.
+            let unmap = |vol| Transition::Unmap { vol, host: 0 };
+            let ts = [&ts[..], &[att(1), det(0), unmap(0), det(1), unmap(1)]].concat();
+            let end = assert_runs(&s, &ts);
+            let v = expected_violations(&end);
+            if aen {
+                assert!(v.is_empty(), "{}", summary(&end));
+            } else {
+                assert_eq!(
+                    v.into_iter().collect::<Vec<_>>(),
+                    [
+                        (PropertyKind::Leftover, host_name(0), Some(vol_name(0))),
+                        (PropertyKind::Leftover, host_name(0), Some(vol_name(1)))
+                    ]
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_race_reaches_live_controllers_by_aen_only() {
+        // v0's controller lives on port 0; port 1 was down during its attach, so the second
+        // attach connects port 1, where the race fires.
+        for aen in [true, false] {
+            let mut s = state(1, 2, HostKind::Multipath, true, true);
+            if let Some(n) = s.topology.nvme.as_mut() {
+                n.aen = aen;
+            }
+            let ts = [
+                Transition::Create,
+                map(0),
+                Transition::PathDown { host: 0, portal: 1 },
+                att(0),
+                Transition::PathUp { host: 0, portal: 1 },
+                Transition::Create,
+                race(0, 1),
+            ];
+            let end = assert_runs(&s, &ts);
+            let want = if aen {
+                [vec![1, 2], vec![1, 2]]
+            } else {
+                [vec![1], vec![1, 2]]
+            };
+            assert_eq!(nsids(&end), want, "aen {aen}");
+        }
+    }
+
+    #[test]
+    fn a_race_without_a_connect_does_not_fire() {
+        let s = state(1, 1, HostKind::Single, true, true);
+        let ts = [
+            Transition::Create,
+            map(0),
+            att(0),
+            Transition::Create,
+            race(0, 1),
+        ];
+        let end = assert_runs(&s, &ts);
+        assert!(end.volumes.get(1).is_some_and(|v| v.mapped.is_empty()));
+        assert!(end.nvme.race.is_none());
+        // Only in one subsystem, and only when drawn.
+        assert!(!allows(&end, &race(0, 0)));
+        let per_volume = state(1, 1, HostKind::Single, false, true);
+        let pv = [Transition::Create, map(0), Transition::Create]
+            .iter()
+            .fold(per_volume, |st, t| st.step(t));
+        assert!(!allows(&pv, &race(0, 1)));
     }
 
     #[test]

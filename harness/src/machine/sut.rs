@@ -339,17 +339,24 @@ impl Sut {
             Transition::Attach { vol, host, fault } => {
                 out.host = host;
                 let hid = self.host_id(host);
-                let f = fault.map(|f| match f {
-                    AttachFault::UdevLate => Fault::UdevLate {
+                let f = match fault {
+                    None => None,
+                    Some(AttachFault::UdevLate) => Some(Fault::UdevLate {
                         host: hid,
                         extra: Duration::from_secs(30),
-                    },
-                    AttachFault::UdevLost => Fault::UdevLost {
+                    }),
+                    Some(AttachFault::UdevLost) => Some(Fault::UdevLost {
                         host: hid,
                         action: UdevAction::Add,
                         times: Times::Always,
-                    },
-                });
+                    }),
+                    Some(AttachFault::NamespaceAppears { vol: other }) => {
+                        Some(Fault::NamespaceAppears {
+                            host: hid,
+                            volume: self.lab.volume_id(&vol_name(other)).map_err(sim)?,
+                        })
+                    }
+                };
                 if let Some(f) = &f {
                     self.arm(f)?;
                 }

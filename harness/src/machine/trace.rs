@@ -23,6 +23,9 @@ fn attach_fault(f: AttachFault) -> (&'static str, Vec<(&'static str, String)>) {
     match f {
         AttachFault::UdevLate => ("udev-late", vec![("delay_ms", "30000".to_owned())]),
         AttachFault::UdevLost => ("udev-lost", Vec::new()),
+        AttachFault::NamespaceAppears { vol } => {
+            ("namespace-appears", vec![("volume", q(&vol_name(vol)))])
+        }
     }
 }
 
@@ -206,6 +209,9 @@ pub fn scenario_toml(name: &str, initial: &ModelState, transitions: &[Transition
             let _ = writeln!(out, "subsystem = \"shared\"\nnqn = {}", q(SHARED_NQN));
         } else {
             let _ = writeln!(out, "subsystem = \"per-volume\"\nnqn = {}", q(NQN_PREFIX));
+        }
+        if t.nvme.is_some_and(|n| !n.aen) {
+            let _ = writeln!(out, "aen = false");
         }
     } else {
         write_iscsi_array(&mut out, initial);
