@@ -146,7 +146,7 @@ impl SimHost {
         match &v.tree {
             Some(t) => Arc::clone(t),
             None => {
-                let t = Arc::new(lock(&self.world).tree(self.host));
+                let t = lock(&self.world).tree_shared(self.host);
                 v.tree = Some(Arc::clone(&t));
                 t
             }

@@ -131,32 +131,42 @@ fn vpd80(dev: &ScsiDev) -> Vec<u8> {
     b
 }
 
-impl World {
-    pub(crate) fn render_sysfs(&self, host: HostId, t: &mut Tree) {
-        for c in CLASSES {
-            t.dir(&format!("/sys/class/{c}"));
-        }
-        t.dir("/sys/block");
-        t.dir("/sys/bus/scsi/devices");
-        t.dir("/sys/bus/scsi/drivers/sd");
-        t.link(
-            "/sys/class/iscsi_transport/tcp",
-            "../../devices/virtual/iscsi_transport/tcp",
-        );
-        let tcp = "/sys/devices/virtual/iscsi_transport/tcp";
-        t.attr(&format!("{tcp}/caps"), 0o444, "0x39");
-        t.attr(&format!("{tcp}/handle"), 0o444, "18446744072639336544");
-        t.dir(&format!("{tcp}/power"));
-        t.link(
-            &format!("{tcp}/subsystem"),
-            "../../../../class/iscsi_transport",
-        );
-        t.file(&format!("{tcp}/uevent"), 0o644, Vec::new());
+/// The static part of sysfs: class and bus directories, the iSCSI TCP transport.
+pub(crate) fn render_sysfs_base(t: &mut Tree) {
+    for c in CLASSES {
+        t.dir(&format!("/sys/class/{c}"));
+    }
+    t.dir("/sys/block");
+    t.dir("/sys/bus/scsi/devices");
+    t.dir("/sys/bus/scsi/drivers/sd");
+    t.link(
+        "/sys/class/iscsi_transport/tcp",
+        "../../devices/virtual/iscsi_transport/tcp",
+    );
+    let tcp = "/sys/devices/virtual/iscsi_transport/tcp";
+    t.attr(&format!("{tcp}/caps"), 0o444, "0x39");
+    t.attr(&format!("{tcp}/handle"), 0o444, "18446744072639336544");
+    t.dir(&format!("{tcp}/power"));
+    t.link(
+        &format!("{tcp}/subsystem"),
+        "../../../../class/iscsi_transport",
+    );
+    t.file(&format!("{tcp}/uevent"), 0o644, Vec::new());
+}
 
-        let h = self.host_ref(host);
-        for s in h.kernel.sessions.values() {
+impl World {
+    /// The whole of sysfs, in one tree.
+    pub(crate) fn render_sysfs(&self, host: HostId, t: &mut Tree) {
+        render_sysfs_base(t);
+        for s in self.host_ref(host).kernel.sessions.values() {
             self.render_session(host, s, t);
         }
+        self.render_sysfs_rest(host, t);
+    }
+
+    /// sysfs after the iSCSI sessions: FC, NVMe and the dm maps.
+    pub(crate) fn render_sysfs_rest(&self, host: HostId, t: &mut Tree) {
+        let h = self.host_ref(host);
         self.render_fc(host, t);
         self.render_nvme(host, t);
         for m in h.kernel.dms.values() {
@@ -210,7 +220,39 @@ impl World {
         }
     }
 
+    /// One iSCSI session with its SCSI host, target and LUNs, and their class and bus links.
     fn render_session(&self, host: HostId, s: &Session, t: &mut Tree) {
+        let devices: Vec<&ScsiDev> = self
+            .host_ref(host)
+            .kernel
+            .devices
+            .values()
+            .filter(|d| d.sid == s.sid)
+            .collect();
+        self.render_session_shell(host, s, t);
+        if !devices.is_empty() {
+            render_session_target(s, t);
+        }
+        for d in devices {
+            self.render_session_lun(host, s, d, t);
+        }
+    }
+
+    /// One LUN of an iSCSI session. Reads exactly what [`crate::render_cache::LunKey`]
+    /// holds.
+    pub(crate) fn render_session_lun(&self, host: HostId, s: &Session, d: &ScsiDev, t: &mut Tree) {
+        let state = if self.portal_down(host, &s.portal) {
+            "transport-offline"
+        } else {
+            "running"
+        };
+        let dir = format!("/sys/devices/platform/{}", lun_rel(s, d));
+        self.render_lun(host, &dir, d, state, t);
+    }
+
+    /// An iSCSI session without its target and LUNs: SCSI host, session, connection, their
+    /// class and bus links. Reads exactly what [`crate::render_cache::ShellKey`] holds.
+    pub(crate) fn render_session_shell(&self, host: HostId, s: &Session, t: &mut Tree) {
         let hs = self.host_ref(host);
         let down = self.portal_down(host, &s.portal);
         let hn = s.host_no;
@@ -290,29 +332,6 @@ impl World {
             &format!("{iconn}/subsystem"),
             "../../../../../../../class/iscsi_connection",
         );
-
-        let devices: Vec<&ScsiDev> = hs
-            .kernel
-            .devices
-            .values()
-            .filter(|d| d.sid == sid)
-            .collect();
-        let tgt_name = format!("target{hn}:0:0");
-        if !devices.is_empty() {
-            let tgt = format!("{sess}/{tgt_name}");
-            t.dir(&format!("{tgt}/power"));
-            t.link(&format!("{tgt}/subsystem"), "../../../../../bus/scsi");
-            t.attr(&format!("{tgt}/uevent"), 0o644, "DEVTYPE=scsi_target");
-            t.link(
-                &format!("/sys/bus/scsi/devices/{tgt_name}"),
-                &format!("../../../devices/platform/host{hn}/session{sid}/{tgt_name}"),
-            );
-        }
-        for d in devices {
-            let state = if down { "transport-offline" } else { "running" };
-            let dir = format!("/sys/devices/platform/{}", lun_rel(s, d));
-            self.render_lun(host, &dir, d, state, t);
-        }
 
         t.link(
             &format!("/sys/class/iscsi_host/host{hn}"),
@@ -493,6 +512,20 @@ impl World {
         }
         self.fc_lun_dir(host, d.hctl)
     }
+}
+
+/// The SCSI target of a session that has devices: `targetH:0:0` and its bus link.
+pub(crate) fn render_session_target(s: &Session, t: &mut Tree) {
+    let (hn, sid) = (s.host_no, s.sid);
+    let tgt_name = format!("target{hn}:0:0");
+    let tgt = format!("/sys/devices/platform/host{hn}/session{sid}/{tgt_name}");
+    t.dir(&format!("{tgt}/power"));
+    t.link(&format!("{tgt}/subsystem"), "../../../../../bus/scsi");
+    t.attr(&format!("{tgt}/uevent"), 0o644, "DEVTYPE=scsi_target");
+    t.link(
+        &format!("/sys/bus/scsi/devices/{tgt_name}"),
+        &format!("../../../devices/platform/host{hn}/session{sid}/{tgt_name}"),
+    );
 }
 
 /// `hostH/sessionS/targetH:0:0/H:0:0:L`, relative to `/sys/devices/platform`.
