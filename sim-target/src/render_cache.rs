@@ -85,6 +85,15 @@ pub(crate) struct TreeCache {
     shells: Fragments<(HostId, u32), ShellKey>,
     /// (host, H:C:T:L) -> one LUN of a session.
     luns: Fragments<(HostId, Hctl), LunKey>,
+    /// host -> the fragments last joined with the static sysfs, and the result.
+    joined: Mutex<BTreeMap<HostId, JoinedSessions>>,
+}
+
+/// The static sysfs joined with the session fragments of one host.
+#[derive(Debug)]
+struct JoinedSessions {
+    fragments: Vec<Arc<Tree>>,
+    tree: Option<Arc<Tree>>,
 }
 
 impl TreeCache {
@@ -188,10 +197,40 @@ impl World {
         self.render_sysfs_rest(host, &mut rest);
         self.render_dev(host, &mut rest);
         self.render_etc(host, &mut rest);
-        let mut parts: Vec<&Tree> = vec![base];
-        parts.extend(fragments.iter().map(|f| &**f));
-        parts.push(&rest);
-        Tree::union(&parts)
+        // The sessions change less often than the rest: their join is kept while they are
+        // the same fragments, and the rest is inserted into a copy of it.
+        let same = |j: &JoinedSessions| {
+            j.fragments.len() == fragments.len()
+                && j.fragments
+                    .iter()
+                    .zip(&fragments)
+                    .all(|(a, b)| Arc::ptr_eq(a, b))
+        };
+        let cached = lock(&self.trees.joined)
+            .get(&host)
+            .filter(|j| same(j))
+            .map(|j| j.tree.clone());
+        let sessions = match cached {
+            Some(tree) => tree,
+            None => {
+                let mut parts: Vec<&Tree> = vec![base];
+                parts.extend(fragments.iter().map(|f| &**f));
+                let tree = Tree::union(&parts).map(Arc::new);
+                lock(&self.trees.joined).insert(
+                    host,
+                    JoinedSessions {
+                        fragments,
+                        tree: tree.clone(),
+                    },
+                );
+                tree
+            }
+        };
+        let joined = sessions.and_then(|s| (*s).clone().union_with(&rest));
+        if joined.is_none() {
+            tracing::debug!(%host, "tree parts disagree: rendering in one pass");
+        }
+        joined
     }
 
     /// Drops every cached tree: the model may have changed (see the module doc for when).

@@ -245,6 +245,21 @@ impl Tree {
         })
     }
 
+    /// [`Tree::union`] of `self` and `part`, by inserting `part`'s nodes into `self`
+    /// (cheaper when `part` is small).
+    pub(crate) fn union_with(mut self, part: &Tree) -> Option<Tree> {
+        for (path, node) in &part.nodes {
+            match self.nodes.get(path) {
+                Some(n) if n == node => {}
+                Some(_) => return None,
+                None => {
+                    self.nodes.insert(Arc::clone(path), Arc::clone(node));
+                }
+            }
+        }
+        Some(self)
+    }
+
     /// The differences that turn `self` into `new`: paths to remove (children before
     /// parents) and paths to create or rewrite (parents before children).
     pub fn diff(&self, new: &Tree) -> TreeDiff {
