@@ -30,9 +30,10 @@
 //! A new state still needs a new tree, and most of a tree is the iSCSI sessions (a session
 //! with one LUN is about 300 nodes), which most changes (a udev event, a link removed, a map
 //! created) leave as they were. So [`World::tree`] renders each session into a tree of its
-//! own (the session, its SCSI host and connection: [`ShellKey`]; and each of its LUNs:
-//! [`LunKey`]), kept with the inputs it was rendered from (the session, the device, its dm
-//! holders, the host's IP and initiator name, whether the portal is down), and reuses it
+//! own (the session, its SCSI host and connection: [`ShellKey`]; each of its LUNs but for
+//! their dm holders links: [`LunKey`]; each dm map: [`DmKey`]), kept with the inputs it was
+//! rendered from (the session, the device, the map, the host's IP and initiator name,
+//! whether the portal is down), and reuses it
 //! while those inputs compare equal; this cache survives model changes,
 //! since the key itself says whether a fragment is current. The parts are then joined by
 //! [`Tree::union`]; if two parts disagree about one path (then the order of rendering would
@@ -43,7 +44,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use crate::ids::HostId;
-use crate::kernel::{ScsiDev, Session};
+use crate::kernel::{DmMap, ScsiDev, Session};
 use crate::naming::Hctl;
 use crate::tree::Tree;
 use crate::world::World;
@@ -69,8 +70,13 @@ pub(crate) struct LunKey {
     session: Session,
     portal_down: bool,
     device: ScsiDev,
-    /// The names of the dm maps holding the device.
-    holders: Vec<String>,
+}
+
+/// Everything [`World::render_dm`] reads: equal keys, equal fragments.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct DmKey {
+    map: DmMap,
+    slaves: Vec<(String, Option<String>)>,
 }
 
 /// Rendered fragments and what they were rendered from, by slot.
@@ -85,6 +91,8 @@ pub(crate) struct TreeCache {
     shells: Fragments<(HostId, u32), ShellKey>,
     /// (host, H:C:T:L) -> one LUN of a session.
     luns: Fragments<(HostId, Hctl), LunKey>,
+    /// (host, dm minor) -> one dm map.
+    dms: Fragments<(HostId, u32), DmKey>,
     /// host -> the fragments last joined with the static sysfs, and the result.
     joined: Mutex<BTreeMap<HostId, JoinedSessions>>,
 }
@@ -157,19 +165,16 @@ impl World {
             let mut has_devices = false;
             for d in k.devices.values().filter(|d| d.sid == s.sid) {
                 has_devices = true;
-                let holders = d
-                    .sd_name()
-                    .map(|name| k.holders(&name).iter().map(|m| m.dev_name()).collect())
-                    .unwrap_or_default();
                 let key = LunKey {
                     session: s.clone(),
                     portal_down,
                     device: d.clone(),
-                    holders,
                 };
                 fragments.push(fragment(&self.trees.luns, (host, d.hctl), key, |t| {
                     self.render_session_lun(host, s, d, t);
                 }));
+                // Its dm holders change with multipathd: rendered every time.
+                self.render_session_lun_holders(host, s, d, &mut rest);
             }
             let key = ShellKey {
                 ip: h.spec.ip.clone(),
@@ -185,16 +190,27 @@ impl World {
                 crate::kernel::sysfs::render_session_target(s, &mut rest);
             }
         }
-        // Fragments of sessions and LUNs that are gone are dropped.
+        for m in k.dms.values() {
+            let key = DmKey {
+                map: m.clone(),
+                slaves: self.dm_slave_dirs(host, m),
+            };
+            fragments.push(fragment(&self.trees.dms, (host, m.minor), key, |t| {
+                self.render_dm(host, m, t);
+            }));
+        }
+        // Fragments of sessions, LUNs and maps that are gone are dropped.
         lock(&self.trees.shells)
             .retain(|(h, sid), _| *h != host || k.sessions.values().any(|s| s.sid == *sid));
+        lock(&self.trees.dms).retain(|(h, minor), _| *h != host || k.dms.contains_key(minor));
         lock(&self.trees.luns).retain(|(h, hctl), (key, _)| {
             *h != host
                 || k.devices
                     .values()
                     .any(|d| d.hctl == *hctl && d.sid == key.session.sid)
         });
-        self.render_sysfs_rest(host, &mut rest);
+        self.render_fc(host, &mut rest);
+        self.render_nvme(host, &mut rest);
         self.render_dev(host, &mut rest);
         self.render_etc(host, &mut rest);
         // The sessions change less often than the rest: their join is kept while they are
@@ -349,6 +365,11 @@ mod cache_tests {
             17 => run(w, h, &["multipath", "-ll"], None),
             18 => run(w, h, &["cat", "/sys/block/sda/device/state"], None),
             19 => run(w, h, &["dd", "if=/dev/sda", "of=/dev/null"], None),
+            // Session and LUN states follow the portal.
+            20 => w.inject(Fault::PortalDown {
+                host: h,
+                portal: "10.0.3.2:3260".into(),
+            }),
             13 => {
                 let _ = w.delete_volume(v);
             }
@@ -369,7 +390,7 @@ mod cache_tests {
         fn the_cached_tree_is_a_fresh_render_after_every_step(
             seed in 0u64..1000,
             attached in any::<bool>(),
-            steps in prop::collection::vec((0u8..20, 0usize..2, 0usize..3, 0u8..5), 1..40),
+            steps in prop::collection::vec((0u8..21, 0usize..2, 0usize..3, 0u8..5), 1..40),
         ) {
             let (mut w, hosts, vols) = world(seed, attached);
             let mut biggest = 0;

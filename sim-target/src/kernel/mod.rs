@@ -80,7 +80,7 @@ impl ScsiDev {
     }
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct DmMap {
     pub(crate) minor: u32,
     pub(crate) name: String,

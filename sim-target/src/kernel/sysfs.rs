@@ -2,7 +2,7 @@
 //! links, the same attribute names, modes and values (see `attrs`).
 
 use super::attrs::{self, Attr, AttrKind};
-use super::{BSG_MAJOR, DM_MAJOR, DevKind, SG_MAJOR, ScsiDev, Session};
+use super::{BSG_MAJOR, DM_MAJOR, DevKind, DmMap, SG_MAJOR, ScsiDev, Session};
 use crate::ids::HostId;
 use crate::naming::{pad, sd_devt};
 use crate::tree::{Node, Tree, sysfs_link};
@@ -171,58 +171,74 @@ impl World {
 
     /// sysfs after the iSCSI sessions: FC, NVMe and the dm maps.
     pub(crate) fn render_sysfs_rest(&self, host: HostId, t: &mut Tree) {
-        let h = self.host_ref(host);
         self.render_fc(host, t);
         self.render_nvme(host, t);
-        for m in h.kernel.dms.values() {
-            let name = m.dev_name();
-            let base = format!("/sys/devices/virtual/block/{name}");
-            let sectors = (m.size_bytes / 512).to_string();
-            put_attrs(
-                t,
-                &base,
-                attrs::DM_BLOCK,
-                &[
-                    ("dev", format!("{DM_MAJOR}:{}", m.minor)),
-                    ("size", sectors),
-                    ("diskseq", m.diskseq.to_string()),
-                    ("dm/name", m.name.clone()),
-                    ("dm/uuid", format!("mpath-{}", m.wwid)),
-                    (
-                        "uevent",
-                        format!(
-                            "MAJOR={DM_MAJOR}\nMINOR={}\nDEVNAME={name}\nDEVTYPE=disk\nDISKSEQ={}",
-                            m.minor, m.diskseq
-                        ),
-                    ),
-                ],
-            );
-            t.link(
-                &format!("{base}/bdi"),
-                &format!("../../bdi/{DM_MAJOR}:{}", m.minor),
-            );
-            t.link(&format!("{base}/subsystem"), "../../../../class/block");
-            t.dir(&format!("{base}/holders"));
-            t.dir(&format!("{base}/slaves"));
-            for p in &m.paths {
-                if let Some(d) = h.kernel.disk_by_name(p)
-                    && let Some(dir) = self.scsi_lun_dir(host, d)
-                {
-                    t.link(
-                        &format!("{base}/slaves/{p}"),
-                        &sysfs_link(&format!("{base}/slaves"), &format!("{dir}/block/{p}")),
-                    );
-                }
-            }
-            t.link(
-                &format!("/sys/class/block/{name}"),
-                &format!("../../devices/virtual/block/{name}"),
-            );
-            t.link(
-                &format!("/sys/block/{name}"),
-                &format!("../devices/virtual/block/{name}"),
-            );
+        for m in self.host_ref(host).kernel.dms.values() {
+            self.render_dm(host, m, t);
         }
+    }
+
+    /// One dm map: its block device, slaves, class and block links. Reads exactly what
+    /// [`crate::render_cache::DmKey`] holds: the map, and for each of its paths that exists,
+    /// the SCSI LUN directory ([`World::dm_slave_dirs`]).
+    pub(crate) fn render_dm(&self, host: HostId, m: &DmMap, t: &mut Tree) {
+        let name = m.dev_name();
+        let base = format!("/sys/devices/virtual/block/{name}");
+        let sectors = (m.size_bytes / 512).to_string();
+        put_attrs(
+            t,
+            &base,
+            attrs::DM_BLOCK,
+            &[
+                ("dev", format!("{DM_MAJOR}:{}", m.minor)),
+                ("size", sectors),
+                ("diskseq", m.diskseq.to_string()),
+                ("dm/name", m.name.clone()),
+                ("dm/uuid", format!("mpath-{}", m.wwid)),
+                (
+                    "uevent",
+                    format!(
+                        "MAJOR={DM_MAJOR}\nMINOR={}\nDEVNAME={name}\nDEVTYPE=disk\nDISKSEQ={}",
+                        m.minor, m.diskseq
+                    ),
+                ),
+            ],
+        );
+        t.link(
+            &format!("{base}/bdi"),
+            &format!("../../bdi/{DM_MAJOR}:{}", m.minor),
+        );
+        t.link(&format!("{base}/subsystem"), "../../../../class/block");
+        t.dir(&format!("{base}/holders"));
+        t.dir(&format!("{base}/slaves"));
+        for (p, dir) in self.dm_slave_dirs(host, m) {
+            if let Some(dir) = dir {
+                t.link(
+                    &format!("{base}/slaves/{p}"),
+                    &sysfs_link(&format!("{base}/slaves"), &format!("{dir}/block/{p}")),
+                );
+            }
+        }
+        t.link(
+            &format!("/sys/class/block/{name}"),
+            &format!("../../devices/virtual/block/{name}"),
+        );
+        t.link(
+            &format!("/sys/block/{name}"),
+            &format!("../devices/virtual/block/{name}"),
+        );
+    }
+
+    /// Each path of a dm map with the LUN directory of its SCSI device, if it has one.
+    pub(crate) fn dm_slave_dirs(&self, host: HostId, m: &DmMap) -> Vec<(String, Option<String>)> {
+        let k = &self.host_ref(host).kernel;
+        m.paths
+            .iter()
+            .map(|p| {
+                let dir = k.disk_by_name(p).and_then(|d| self.scsi_lun_dir(host, d));
+                (p.clone(), dir)
+            })
+            .collect()
     }
 
     /// One iSCSI session with its SCSI host, target and LUNs, and their class and bus links.
@@ -240,19 +256,30 @@ impl World {
         }
         for d in devices {
             self.render_session_lun(host, s, d, t);
+            self.render_session_lun_holders(host, s, d, t);
         }
     }
 
-    /// One LUN of an iSCSI session. Reads exactly what [`crate::render_cache::LunKey`]
-    /// holds.
+    /// One LUN of an iSCSI session, without its holders links. Reads exactly what
+    /// [`crate::render_cache::LunKey`] holds.
     pub(crate) fn render_session_lun(&self, host: HostId, s: &Session, d: &ScsiDev, t: &mut Tree) {
         let state = if self.portal_down(host, &s.portal) {
             "transport-offline"
         } else {
             "running"
         };
-        let dir = format!("/sys/devices/platform/{}", lun_rel(s, d));
-        self.render_lun(host, &dir, d, state, t);
+        Self::render_lun_device(&session_lun_dir(s, d), d, state, t);
+    }
+
+    /// The holders links of one LUN of an iSCSI session.
+    pub(crate) fn render_session_lun_holders(
+        &self,
+        host: HostId,
+        s: &Session,
+        d: &ScsiDev,
+        t: &mut Tree,
+    ) {
+        self.render_lun_holders(host, &session_lun_dir(s, d), d, t);
     }
 
     /// An iSCSI session without its target and LUNs: SCSI host, session, connection, their
@@ -370,7 +397,12 @@ impl World {
         state: &str,
         t: &mut Tree,
     ) {
-        let k = &self.host_ref(host).kernel;
+        Self::render_lun_device(lun, d, state, t);
+        self.render_lun_holders(host, lun, d, t);
+    }
+
+    /// [`World::render_lun`] without the holders links: a function of the device alone.
+    pub(crate) fn render_lun_device(lun: &str, d: &ScsiDev, state: &str, t: &mut Tree) {
         let hctl = d.hctl.to_string();
         let disk = matches!(d.kind, DevKind::Disk { .. });
         let table = if disk {
@@ -496,17 +528,23 @@ impl World {
         );
         link(t, &blk, "device", lun);
         link(t, &blk, "subsystem", "/sys/class/block");
-        for m in k.holders(&name) {
-            let dm = m.dev_name();
-            link(
-                t,
-                &format!("{blk}/holders"),
-                &dm,
-                &format!("/sys/devices/virtual/block/{dm}"),
-            );
-        }
         link(t, "/sys/class/block", &name, &blk);
         link(t, "/sys/block", &name, &blk);
+    }
+
+    /// The `holders/dm-N` links of a SCSI disk in LUN directory `lun` (nothing for other
+    /// LUNs): [`World::render_lun`]'s only reading of the host beyond the device.
+    pub(crate) fn render_lun_holders(&self, host: HostId, lun: &str, d: &ScsiDev, t: &mut Tree) {
+        let Some(name) = d.sd_name() else { return };
+        let k = &self.host_ref(host).kernel;
+        let holders = format!("{lun}/block/{name}/holders");
+        for m in k.holders(&name) {
+            let dm = m.dev_name();
+            t.link(
+                &format!("{holders}/{dm}"),
+                &sysfs_link(&holders, &format!("/sys/devices/virtual/block/{dm}")),
+            );
+        }
     }
 
     /// The absolute LUN directory of a SCSI device (iSCSI session or FC rport).
@@ -531,6 +569,11 @@ pub(crate) fn render_session_target(s: &Session, t: &mut Tree) {
         &format!("/sys/bus/scsi/devices/{tgt_name}"),
         &format!("../../../devices/platform/host{hn}/session{sid}/{tgt_name}"),
     );
+}
+
+/// The absolute LUN directory of a session's device.
+fn session_lun_dir(s: &Session, d: &ScsiDev) -> String {
+    format!("/sys/devices/platform/{}", lun_rel(s, d))
 }
 
 /// `hostH/sessionS/targetH:0:0/H:0:0:L`, relative to `/sys/devices/platform`.
