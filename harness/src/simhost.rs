@@ -28,7 +28,8 @@
 //!
 //! A sync only marks the view out of date; the tree is taken from the model at the first
 //! read (or flush) after it, so a run of side effects with no read in between costs one
-//! render, not one per call. The directory always receives exactly the tree the view served,
+//! render, not one per call ([`World::tree_shared`]: the world keeps that tree for its own
+//! lookups until the model changes, and joins a new state mostly from cached parts). The directory always receives exactly the tree the view served,
 //! so both backends agree at every point. The view locks the world to render: never read
 //! through the port while holding [`lock`] on its world.
 
@@ -146,7 +147,7 @@ impl SimHost {
         match &v.tree {
             Some(t) => Arc::clone(t),
             None => {
-                let t = Arc::new(lock(&self.world).tree(self.host));
+                let t = lock(&self.world).tree_shared(self.host);
                 v.tree = Some(Arc::clone(&t));
                 t
             }

@@ -48,6 +48,18 @@ impl World {
         path: &str,
         content: &str,
     ) -> Result<(), ControlError> {
+        let result = self.write_control_now(host, path, content);
+        // It resolved `path` in the cached tree (if any) before changing anything.
+        self.model_changed();
+        result
+    }
+
+    fn write_control_now(
+        &mut self,
+        host: HostId,
+        path: &str,
+        content: &str,
+    ) -> Result<(), ControlError> {
         if !path.starts_with('/') || path.contains('\0') {
             return Err(ControlError::new(
                 Errno::ENOENT,
@@ -58,7 +70,7 @@ impl World {
         if self.faults.crashed(host) {
             return Err(ControlError::new(Errno::EIO, path, "crash fault"));
         }
-        let tree = self.tree(host);
+        let tree = self.tree_shared(host);
         let Some(real) = tree.resolve(path) else {
             return Err(ControlError::new(Errno::ENOENT, path, "no such file"));
         };

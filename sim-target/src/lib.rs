@@ -41,6 +41,7 @@ mod materialize;
 mod multipath;
 mod naming;
 mod nvme;
+mod render_cache;
 mod udev;
 mod userland;
 mod world;

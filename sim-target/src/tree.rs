@@ -2,6 +2,8 @@
 //! from the model into one [`Tree`], which [`crate::World::materialize`] writes to a real directory.
 
 use std::collections::BTreeMap;
+use std::ops::Bound;
+use std::sync::Arc;
 
 /// One entry of the tree. Paths are host paths (`/sys/block/sda`), without a root prefix.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -24,9 +26,20 @@ pub enum Node {
 }
 
 /// A whole host view: host path to node, sorted, parents before children.
+///
+/// Paths and nodes are shared (`Arc`), so copying a tree, or joining trees rendered apart
+/// ([`Tree::union`]), copies no path or content.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Tree {
-    nodes: BTreeMap<String, Node>,
+    nodes: BTreeMap<Arc<str>, Arc<Node>>,
+}
+
+/// The entries at and after `from`, in order.
+fn range_from<'a>(
+    nodes: &'a BTreeMap<Arc<str>, Arc<Node>>,
+    from: &str,
+) -> std::collections::btree_map::Range<'a, Arc<str>, Arc<Node>> {
+    nodes.range::<str, _>((Bound::Included(from), Bound::Unbounded))
 }
 
 impl Tree {
@@ -54,9 +67,9 @@ impl Tree {
         }
         for parent in missing.into_iter().rev() {
             self.nodes
-                .insert(parent.to_owned(), Node::Dir { mode: 0o755 });
+                .insert(Arc::from(parent), Arc::new(Node::Dir { mode: 0o755 }));
         }
-        self.nodes.insert(path.to_owned(), node);
+        self.nodes.insert(Arc::from(path), Arc::new(node));
     }
 
     /// Inserts a text file; `content` gets the trailing newline every sysfs text attribute has.
@@ -94,12 +107,12 @@ impl Tree {
 
     /// The node at `path`.
     pub fn get(&self, path: &str) -> Option<&Node> {
-        self.nodes.get(path)
+        self.nodes.get(path).map(|n| &**n)
     }
 
     /// All nodes, sorted by path.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &Node)> {
-        self.nodes.iter().map(|(p, n)| (p.as_str(), n))
+        self.nodes.iter().map(|(p, n)| (&**p, &**n))
     }
 
     /// Number of nodes.
@@ -114,15 +127,13 @@ impl Tree {
     /// Removes `path` and everything below it; returns how many nodes were removed.
     pub fn remove(&mut self, path: &str) -> usize {
         let prefix = format!("{path}/");
-        let below: Vec<String> = self
-            .nodes
-            .range(prefix.clone()..)
+        let below: Vec<Arc<str>> = range_from(&self.nodes, &prefix)
             .take_while(|(p, _)| p.starts_with(&prefix))
-            .map(|(p, _)| p.clone())
+            .map(|(p, _)| Arc::clone(p))
             .collect();
         let mut n = below.len();
         for p in below {
-            self.nodes.remove(&p);
+            self.nodes.remove(&*p);
         }
         if self.nodes.remove(path).is_some() {
             n += 1;
@@ -132,7 +143,7 @@ impl Tree {
 
     /// The content of the regular file at `path` (links are not followed).
     pub fn read(&self, path: &str) -> Option<&[u8]> {
-        match self.nodes.get(path)? {
+        match &**self.nodes.get(path)? {
             Node::File { content, .. } => Some(content),
             _ => None,
         }
@@ -146,11 +157,10 @@ impl Tree {
             format!("{path}/")
         };
         let plen = prefix.len();
-        self.nodes
-            .range(prefix.clone()..)
+        range_from(&self.nodes, &prefix)
             .take_while(move |(p, _)| p.starts_with(&prefix))
             .filter(move |(p, _)| !p[plen..].contains('/'))
-            .map(move |(p, n)| (&p[plen..], n))
+            .map(move |(p, n)| (&p[plen..], &**n))
     }
 
     /// Resolves `path` to the canonical path of the node it designates, following symlinks
@@ -183,7 +193,7 @@ impl Tree {
             }
             cur.push(comp);
             let joined = format!("/{}", cur.join("/"));
-            if let Node::Link { target } = self.nodes.get(&joined)? {
+            if let Node::Link { target } = &**self.nodes.get(joined.as_str())? {
                 {
                     *hops += 1;
                     if *hops > 40 {
@@ -205,6 +215,51 @@ impl Tree {
         Some(format!("/{}", cur.join("/")))
     }
 
+    /// The union of `parts`, each a tree rendered on its own, as if they had been rendered one
+    /// after the other into one tree; `None` if two parts hold different nodes at one path
+    /// (then the order they were rendered in would decide, and the caller renders in one
+    /// pass instead). Paths they share with equal nodes (common parent directories) are
+    /// kept once.
+    pub(crate) fn union(parts: &[&Tree]) -> Option<Tree> {
+        let mut all: Vec<(&Arc<str>, &Arc<Node>)> =
+            parts.iter().flat_map(|t| t.nodes.iter()).collect();
+        // Each part is sorted: the stable sort merges the runs.
+        all.sort_by(|a, b| a.0.cmp(b.0));
+        let mut nodes: Vec<(Arc<str>, Arc<Node>)> = Vec::with_capacity(all.len());
+        let mut last: Option<(&Arc<str>, &Arc<Node>)> = None;
+        for (path, node) in all {
+            if let Some((p, n)) = last
+                && p == path
+            {
+                if n != node {
+                    return None;
+                }
+                continue;
+            }
+            last = Some((path, node));
+            nodes.push((Arc::clone(path), Arc::clone(node)));
+        }
+        // Sorted input: the map is built in one pass.
+        Some(Tree {
+            nodes: nodes.into_iter().collect(),
+        })
+    }
+
+    /// [`Tree::union`] of `self` and `part`, by inserting `part`'s nodes into `self`
+    /// (cheaper when `part` is small).
+    pub(crate) fn union_with(mut self, part: &Tree) -> Option<Tree> {
+        for (path, node) in &part.nodes {
+            match self.nodes.get(path) {
+                Some(n) if n == node => {}
+                Some(_) => return None,
+                None => {
+                    self.nodes.insert(Arc::clone(path), Arc::clone(node));
+                }
+            }
+        }
+        Some(self)
+    }
+
     /// The differences that turn `self` into `new`: paths to remove (children before
     /// parents) and paths to create or rewrite (parents before children).
     pub fn diff(&self, new: &Tree) -> TreeDiff {
@@ -217,28 +272,28 @@ impl Tree {
             match (a.peek(), b.peek()) {
                 (None, None) => break,
                 (Some((pa, _)), None) => {
-                    removed.push((*pa).clone());
+                    removed.push(pa.to_string());
                     a.next();
                 }
                 (None, Some((pb, _))) => {
-                    changed.push((*pb).clone());
+                    changed.push(pb.to_string());
                     b.next();
                 }
                 (Some((pa, na)), Some((pb, nb))) => match pa.cmp(pb) {
                     std::cmp::Ordering::Less => {
-                        removed.push((*pa).clone());
+                        removed.push(pa.to_string());
                         a.next();
                     }
                     std::cmp::Ordering::Greater => {
-                        changed.push((*pb).clone());
+                        changed.push(pb.to_string());
                         b.next();
                     }
                     std::cmp::Ordering::Equal => {
-                        if std::mem::discriminant(*na) != std::mem::discriminant(*nb) {
-                            removed.push((*pa).clone());
+                        if std::mem::discriminant(&***na) != std::mem::discriminant(&***nb) {
+                            removed.push(pa.to_string());
                         }
                         if na != nb {
-                            changed.push((*pb).clone());
+                            changed.push(pb.to_string());
                         }
                         a.next();
                         b.next();

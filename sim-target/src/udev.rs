@@ -286,6 +286,13 @@ impl World {
     /// Unlinks a `/dev` link (os-brick removes stale `by-id/scsi-*` links itself). udev
     /// forgets the claim; a later event for the device may create it again.
     pub fn remove(&mut self, host: HostId, path: &str) -> Result<(), ControlError> {
+        let result = self.remove_now(host, path);
+        // It looked `path` up in the cached tree (if any) before changing anything.
+        self.model_changed();
+        result
+    }
+
+    fn remove_now(&mut self, host: HostId, path: &str) -> Result<(), ControlError> {
         if !path.starts_with("/dev/") || path.split('/').any(|c| c == ".." || c == ".") {
             let kind = if path.starts_with("/sys/") || path.starts_with("/etc/") {
                 Errno::EACCES
@@ -303,7 +310,7 @@ impl World {
         }
         let table = self.dev_link_table(host);
         if !table.contains_key(path) {
-            let t = self.tree(host);
+            let t = self.tree_shared(host);
             return Err(match t.get(path) {
                 Some(Node::Dir { .. }) => ControlError::new(Errno::EISDIR, path, "is a directory"),
                 Some(_) => {

@@ -139,6 +139,8 @@ pub struct World {
     pub(crate) materialized: HashMap<(HostId, PathBuf), Tree>,
     /// FC zoning and port ids.
     pub(crate) fc: crate::fc::Fabric,
+    /// Rendered host trees of the current model state (see `render_cache`).
+    pub(crate) trees: crate::render_cache::TreeCache,
     seed: u64,
 }
 
@@ -211,6 +213,7 @@ impl World {
             last_event: 0,
             materialized: HashMap::new(),
             fc: crate::fc::Fabric::default(),
+            trees: crate::render_cache::TreeCache::default(),
             seed,
         }
     }
@@ -222,6 +225,7 @@ impl World {
 
     /// Adds a host.
     pub fn add_host(&mut self, spec: HostSpec) -> HostId {
+        self.model_changed();
         let id = HostId(u32::try_from(self.hosts.len()).unwrap_or(u32::MAX));
         let mpd = Multipathd::new(spec.multipathd);
         self.hosts.push(HostState {
@@ -239,6 +243,7 @@ impl World {
 
     /// Adds an array.
     pub fn add_array(&mut self, spec: ArraySpec) -> ArrayId {
+        self.model_changed();
         let id = ArrayId(u32::try_from(self.arrays.len()).unwrap_or(u32::MAX));
         self.arrays.push(ArrayState::new(spec));
         self.fc_sync_all();
@@ -292,6 +297,7 @@ impl World {
         name: &str,
         size_bytes: u64,
     ) -> Result<VolumeId, SimError> {
+        self.model_changed();
         if name.is_empty() || name.len() > 200 {
             return Err(SimError::InvalidName(name.to_owned(), "empty or too long"));
         }
@@ -354,6 +360,7 @@ impl World {
 
     /// Maps a volume to a host (idempotent: mapping twice returns the same mapping).
     pub fn map_volume(&mut self, vol: VolumeId, host: HostId) -> Result<Mapping, SimError> {
+        self.model_changed();
         let host_spec = &self
             .hosts
             .get(host.0 as usize)
@@ -432,6 +439,7 @@ impl World {
     /// Unmaps a volume from a host on the array. The host's devices are not touched: if the
     /// host did not detach first, they stay (the leaked-detach case).
     pub fn unmap_volume(&mut self, vol: VolumeId, host: HostId) -> Result<(), SimError> {
+        self.model_changed();
         let v = self
             .volumes
             .get_mut(&vol)
@@ -456,6 +464,7 @@ impl World {
 
     /// Deletes a volume (unmapping it everywhere first). Per-volume targets go with it.
     pub fn delete_volume(&mut self, vol: VolumeId) -> Result<(), SimError> {
+        self.model_changed();
         let hosts: Vec<HostId> = self
             .volumes
             .get(&vol)
@@ -581,6 +590,7 @@ impl World {
 
     /// Arms a fault. A [`Fault::HbaLinkdownAfter`] starts its timer now.
     pub fn inject(&mut self, fault: Fault) {
+        self.model_changed();
         tracing::debug!(?fault, "fault armed");
         if let Fault::HbaLinkdownAfter { after, .. } = &fault {
             let after = *after;
@@ -598,6 +608,7 @@ impl World {
     /// that answers again reconnect and rescan their namespaces, an HBA taken down by
     /// [`Fault::HbaLinkdownAfter`] is `Online` again.
     pub fn clear_faults(&mut self) {
+        self.model_changed();
         let gone = self.faults.clear();
         self.faults_cleared(&gone);
     }
@@ -605,6 +616,7 @@ impl World {
     /// Removes one fault (every armed copy equal to it), with the effects of
     /// [`World::clear_faults`] for it.
     pub fn clear_fault(&mut self, fault: &Fault) {
+        self.model_changed();
         let gone = self.faults.remove(fault);
         self.faults_cleared(&gone);
     }
@@ -631,6 +643,7 @@ impl World {
 
     /// Starts or stops multipathd on a host that has multipath-tools installed.
     pub fn set_multipathd_running(&mut self, host: HostId, running: bool) {
+        self.model_changed();
         let h = self.host_mut(host);
         if h.spec.multipathd {
             h.mpd.running = running;
@@ -644,6 +657,7 @@ impl World {
 
     /// Moves the clock forward by `d`, delivering every event that falls due on the way.
     pub fn advance(&mut self, d: Duration) {
+        self.model_changed();
         let target = self.clock.now().saturating_add(d);
         while let Some((&(due, seq), _)) = self.events.first_key_value() {
             if due > target {
@@ -660,6 +674,7 @@ impl World {
 
     /// Delivers every pending event, advancing the clock as far as needed.
     pub fn settle(&mut self) {
+        self.model_changed();
         // Delivering an event may queue more (multipathd reacting to udev); bound the loop.
         for _ in 0..100_000 {
             let Some((&(due, seq), _)) = self.events.first_key_value() else {
@@ -786,8 +801,15 @@ impl World {
             .collect()
     }
 
-    /// The whole host view: sysfs, /dev and /etc.
+    /// The whole host view: sysfs, /dev and /etc. Unchanged iSCSI sessions come from the
+    /// render cache (see `render_cache`); [`World::tree_shared`] also shares the result.
     pub fn tree(&self, host: HostId) -> Tree {
+        self.render_from_parts(host)
+            .unwrap_or_else(|| self.render_whole(host))
+    }
+
+    /// The host view rendered in one pass into one tree: what [`World::tree`] must equal.
+    pub(crate) fn render_whole(&self, host: HostId) -> Tree {
         let mut t = Tree::new();
         self.render_sysfs(host, &mut t);
         self.render_dev(host, &mut t);

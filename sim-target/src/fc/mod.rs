@@ -541,6 +541,7 @@ impl World {
     /// Zones two FC ports together (idempotent); the HBAs log in to the new ports at once
     /// (RSCN). Both ports must exist and sit on the same fabric.
     pub fn zone(&mut self, a: u64, b: u64) -> Result<(), SimError> {
+        self.model_changed();
         let fa = self.port_fabric(a).ok_or(SimError::UnknownPort(a))?;
         let fb = self.port_fabric(b).ok_or(SimError::UnknownPort(b))?;
         if fa != fb {
@@ -559,6 +560,7 @@ impl World {
     /// Removes a zone: the HBAs' rports for the other port block, and lose their devices
     /// after `dev_loss_tmo` (30 s of virtual time).
     pub fn unzone(&mut self, a: u64, b: u64) -> Result<(), SimError> {
+        self.model_changed();
         if !self.fc.zones.remove(&(a.min(b), a.max(b))) {
             return Err(SimError::NotZoned { a, b });
         }
@@ -573,6 +575,7 @@ impl World {
 
     /// Zones every HBA of `host` with every port of every FC array on the same fabric.
     pub fn zone_host_to_array(&mut self, host: HostId, array: ArrayId) -> Result<(), SimError> {
+        self.model_changed();
         let hbas: Vec<(u64, String)> = self
             .hosts
             .get(host.0 as usize)
@@ -611,6 +614,7 @@ impl World {
         wwpn: u64,
         state: FcPortState,
     ) -> Result<(), SimError> {
+        self.model_changed();
         let h = self
             .hosts
             .get_mut(host.0 as usize)

@@ -31,7 +31,7 @@ pub(crate) const DM_MAJOR: u32 = 253;
 /// Major of sg char devices.
 pub(crate) const SG_MAJOR: u32 = 21;
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Session {
     pub(crate) sid: u32,
     pub(crate) host_no: u32,
@@ -49,7 +49,7 @@ pub(crate) enum DevKind {
     Controller,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct ScsiDev {
     pub(crate) hctl: Hctl,
     pub(crate) sid: u32,
@@ -80,7 +80,7 @@ impl ScsiDev {
     }
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct DmMap {
     pub(crate) minor: u32,
     pub(crate) name: String,

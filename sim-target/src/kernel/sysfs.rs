@@ -2,7 +2,7 @@
 //! links, the same attribute names, modes and values (see `attrs`).
 
 use super::attrs::{self, Attr, AttrKind};
-use super::{BSG_MAJOR, DM_MAJOR, DevKind, SG_MAJOR, ScsiDev, Session};
+use super::{BSG_MAJOR, DM_MAJOR, DevKind, DmMap, SG_MAJOR, ScsiDev, Session};
 use crate::ids::HostId;
 use crate::naming::{pad, sd_devt};
 use crate::tree::{Node, Tree, sysfs_link};
@@ -25,8 +25,13 @@ const CLASSES: &[&str] = &[
 
 /// Writes a table of attributes under `base`, with `over` replacing values by name.
 pub(crate) fn put_attrs(t: &mut Tree, base: &str, table: &[Attr], over: &[(&str, String)]) {
+    let mut path = String::with_capacity(base.len() + 32);
     for a in table {
-        let path = format!("{base}/{}", a.path);
+        // Built by hand: `format!` here was a tenth of a render.
+        path.clear();
+        path.push_str(base);
+        path.push('/');
+        path.push_str(a.path);
         let value = over
             .iter()
             .find(|(n, _)| *n == a.path)
@@ -131,86 +136,155 @@ fn vpd80(dev: &ScsiDev) -> Vec<u8> {
     b
 }
 
-impl World {
-    pub(crate) fn render_sysfs(&self, host: HostId, t: &mut Tree) {
-        for c in CLASSES {
-            t.dir(&format!("/sys/class/{c}"));
-        }
-        t.dir("/sys/block");
-        t.dir("/sys/bus/scsi/devices");
-        t.dir("/sys/bus/scsi/drivers/sd");
-        t.link(
-            "/sys/class/iscsi_transport/tcp",
-            "../../devices/virtual/iscsi_transport/tcp",
-        );
-        let tcp = "/sys/devices/virtual/iscsi_transport/tcp";
-        t.attr(&format!("{tcp}/caps"), 0o444, "0x39");
-        t.attr(&format!("{tcp}/handle"), 0o444, "18446744072639336544");
-        t.dir(&format!("{tcp}/power"));
-        t.link(
-            &format!("{tcp}/subsystem"),
-            "../../../../class/iscsi_transport",
-        );
-        t.file(&format!("{tcp}/uevent"), 0o644, Vec::new());
+/// The static part of sysfs: class and bus directories, the iSCSI TCP transport.
+pub(crate) fn render_sysfs_base(t: &mut Tree) {
+    for c in CLASSES {
+        t.dir(&format!("/sys/class/{c}"));
+    }
+    t.dir("/sys/block");
+    t.dir("/sys/bus/scsi/devices");
+    t.dir("/sys/bus/scsi/drivers/sd");
+    t.link(
+        "/sys/class/iscsi_transport/tcp",
+        "../../devices/virtual/iscsi_transport/tcp",
+    );
+    let tcp = "/sys/devices/virtual/iscsi_transport/tcp";
+    t.attr(&format!("{tcp}/caps"), 0o444, "0x39");
+    t.attr(&format!("{tcp}/handle"), 0o444, "18446744072639336544");
+    t.dir(&format!("{tcp}/power"));
+    t.link(
+        &format!("{tcp}/subsystem"),
+        "../../../../class/iscsi_transport",
+    );
+    t.file(&format!("{tcp}/uevent"), 0o644, Vec::new());
+}
 
-        let h = self.host_ref(host);
-        for s in h.kernel.sessions.values() {
+impl World {
+    /// The whole of sysfs, in one tree.
+    pub(crate) fn render_sysfs(&self, host: HostId, t: &mut Tree) {
+        render_sysfs_base(t);
+        for s in self.host_ref(host).kernel.sessions.values() {
             self.render_session(host, s, t);
         }
+        self.render_sysfs_rest(host, t);
+    }
+
+    /// sysfs after the iSCSI sessions: FC, NVMe and the dm maps.
+    pub(crate) fn render_sysfs_rest(&self, host: HostId, t: &mut Tree) {
         self.render_fc(host, t);
         self.render_nvme(host, t);
-        for m in h.kernel.dms.values() {
-            let name = m.dev_name();
-            let base = format!("/sys/devices/virtual/block/{name}");
-            let sectors = (m.size_bytes / 512).to_string();
-            put_attrs(
-                t,
-                &base,
-                attrs::DM_BLOCK,
-                &[
-                    ("dev", format!("{DM_MAJOR}:{}", m.minor)),
-                    ("size", sectors),
-                    ("diskseq", m.diskseq.to_string()),
-                    ("dm/name", m.name.clone()),
-                    ("dm/uuid", format!("mpath-{}", m.wwid)),
-                    (
-                        "uevent",
-                        format!(
-                            "MAJOR={DM_MAJOR}\nMINOR={}\nDEVNAME={name}\nDEVTYPE=disk\nDISKSEQ={}",
-                            m.minor, m.diskseq
-                        ),
-                    ),
-                ],
-            );
-            t.link(
-                &format!("{base}/bdi"),
-                &format!("../../bdi/{DM_MAJOR}:{}", m.minor),
-            );
-            t.link(&format!("{base}/subsystem"), "../../../../class/block");
-            t.dir(&format!("{base}/holders"));
-            t.dir(&format!("{base}/slaves"));
-            for p in &m.paths {
-                if let Some(d) = h.kernel.disk_by_name(p)
-                    && let Some(dir) = self.scsi_lun_dir(host, d)
-                {
-                    t.link(
-                        &format!("{base}/slaves/{p}"),
-                        &sysfs_link(&format!("{base}/slaves"), &format!("{dir}/block/{p}")),
-                    );
-                }
-            }
-            t.link(
-                &format!("/sys/class/block/{name}"),
-                &format!("../../devices/virtual/block/{name}"),
-            );
-            t.link(
-                &format!("/sys/block/{name}"),
-                &format!("../devices/virtual/block/{name}"),
-            );
+        for m in self.host_ref(host).kernel.dms.values() {
+            self.render_dm(host, m, t);
         }
     }
 
+    /// One dm map: its block device, slaves, class and block links. Reads exactly what
+    /// [`crate::render_cache::DmKey`] holds: the map, and for each of its paths that exists,
+    /// the SCSI LUN directory ([`World::dm_slave_dirs`]).
+    pub(crate) fn render_dm(&self, host: HostId, m: &DmMap, t: &mut Tree) {
+        let name = m.dev_name();
+        let base = format!("/sys/devices/virtual/block/{name}");
+        let sectors = (m.size_bytes / 512).to_string();
+        put_attrs(
+            t,
+            &base,
+            attrs::DM_BLOCK,
+            &[
+                ("dev", format!("{DM_MAJOR}:{}", m.minor)),
+                ("size", sectors),
+                ("diskseq", m.diskseq.to_string()),
+                ("dm/name", m.name.clone()),
+                ("dm/uuid", format!("mpath-{}", m.wwid)),
+                (
+                    "uevent",
+                    format!(
+                        "MAJOR={DM_MAJOR}\nMINOR={}\nDEVNAME={name}\nDEVTYPE=disk\nDISKSEQ={}",
+                        m.minor, m.diskseq
+                    ),
+                ),
+            ],
+        );
+        t.link(
+            &format!("{base}/bdi"),
+            &format!("../../bdi/{DM_MAJOR}:{}", m.minor),
+        );
+        t.link(&format!("{base}/subsystem"), "../../../../class/block");
+        t.dir(&format!("{base}/holders"));
+        t.dir(&format!("{base}/slaves"));
+        for (p, dir) in self.dm_slave_dirs(host, m) {
+            if let Some(dir) = dir {
+                t.link(
+                    &format!("{base}/slaves/{p}"),
+                    &sysfs_link(&format!("{base}/slaves"), &format!("{dir}/block/{p}")),
+                );
+            }
+        }
+        t.link(
+            &format!("/sys/class/block/{name}"),
+            &format!("../../devices/virtual/block/{name}"),
+        );
+        t.link(
+            &format!("/sys/block/{name}"),
+            &format!("../devices/virtual/block/{name}"),
+        );
+    }
+
+    /// Each path of a dm map with the LUN directory of its SCSI device, if it has one.
+    pub(crate) fn dm_slave_dirs(&self, host: HostId, m: &DmMap) -> Vec<(String, Option<String>)> {
+        let k = &self.host_ref(host).kernel;
+        m.paths
+            .iter()
+            .map(|p| {
+                let dir = k.disk_by_name(p).and_then(|d| self.scsi_lun_dir(host, d));
+                (p.clone(), dir)
+            })
+            .collect()
+    }
+
+    /// One iSCSI session with its SCSI host, target and LUNs, and their class and bus links.
     fn render_session(&self, host: HostId, s: &Session, t: &mut Tree) {
+        let devices: Vec<&ScsiDev> = self
+            .host_ref(host)
+            .kernel
+            .devices
+            .values()
+            .filter(|d| d.sid == s.sid)
+            .collect();
+        self.render_session_shell(host, s, t);
+        if !devices.is_empty() {
+            render_session_target(s, t);
+        }
+        for d in devices {
+            self.render_session_lun(host, s, d, t);
+            self.render_session_lun_holders(host, s, d, t);
+        }
+    }
+
+    /// One LUN of an iSCSI session, without its holders links. Reads exactly what
+    /// [`crate::render_cache::LunKey`] holds.
+    pub(crate) fn render_session_lun(&self, host: HostId, s: &Session, d: &ScsiDev, t: &mut Tree) {
+        let state = if self.portal_down(host, &s.portal) {
+            "transport-offline"
+        } else {
+            "running"
+        };
+        Self::render_lun_device(&session_lun_dir(s, d), d, state, t);
+    }
+
+    /// The holders links of one LUN of an iSCSI session.
+    pub(crate) fn render_session_lun_holders(
+        &self,
+        host: HostId,
+        s: &Session,
+        d: &ScsiDev,
+        t: &mut Tree,
+    ) {
+        self.render_lun_holders(host, &session_lun_dir(s, d), d, t);
+    }
+
+    /// An iSCSI session without its target and LUNs: SCSI host, session, connection, their
+    /// class and bus links. Reads exactly what [`crate::render_cache::ShellKey`] holds.
+    pub(crate) fn render_session_shell(&self, host: HostId, s: &Session, t: &mut Tree) {
         let hs = self.host_ref(host);
         let down = self.portal_down(host, &s.portal);
         let hn = s.host_no;
@@ -291,29 +365,6 @@ impl World {
             "../../../../../../../class/iscsi_connection",
         );
 
-        let devices: Vec<&ScsiDev> = hs
-            .kernel
-            .devices
-            .values()
-            .filter(|d| d.sid == sid)
-            .collect();
-        let tgt_name = format!("target{hn}:0:0");
-        if !devices.is_empty() {
-            let tgt = format!("{sess}/{tgt_name}");
-            t.dir(&format!("{tgt}/power"));
-            t.link(&format!("{tgt}/subsystem"), "../../../../../bus/scsi");
-            t.attr(&format!("{tgt}/uevent"), 0o644, "DEVTYPE=scsi_target");
-            t.link(
-                &format!("/sys/bus/scsi/devices/{tgt_name}"),
-                &format!("../../../devices/platform/host{hn}/session{sid}/{tgt_name}"),
-            );
-        }
-        for d in devices {
-            let state = if down { "transport-offline" } else { "running" };
-            let dir = format!("/sys/devices/platform/{}", lun_rel(s, d));
-            self.render_lun(host, &dir, d, state, t);
-        }
-
         t.link(
             &format!("/sys/class/iscsi_host/host{hn}"),
             &format!("../../devices/platform/host{hn}/iscsi_host/host{hn}"),
@@ -346,7 +397,12 @@ impl World {
         state: &str,
         t: &mut Tree,
     ) {
-        let k = &self.host_ref(host).kernel;
+        Self::render_lun_device(lun, d, state, t);
+        self.render_lun_holders(host, lun, d, t);
+    }
+
+    /// [`World::render_lun`] without the holders links: a function of the device alone.
+    pub(crate) fn render_lun_device(lun: &str, d: &ScsiDev, state: &str, t: &mut Tree) {
         let hctl = d.hctl.to_string();
         let disk = matches!(d.kind, DevKind::Disk { .. });
         let table = if disk {
@@ -472,17 +528,23 @@ impl World {
         );
         link(t, &blk, "device", lun);
         link(t, &blk, "subsystem", "/sys/class/block");
-        for m in k.holders(&name) {
-            let dm = m.dev_name();
-            link(
-                t,
-                &format!("{blk}/holders"),
-                &dm,
-                &format!("/sys/devices/virtual/block/{dm}"),
-            );
-        }
         link(t, "/sys/class/block", &name, &blk);
         link(t, "/sys/block", &name, &blk);
+    }
+
+    /// The `holders/dm-N` links of a SCSI disk in LUN directory `lun` (nothing for other
+    /// LUNs): [`World::render_lun`]'s only reading of the host beyond the device.
+    pub(crate) fn render_lun_holders(&self, host: HostId, lun: &str, d: &ScsiDev, t: &mut Tree) {
+        let Some(name) = d.sd_name() else { return };
+        let k = &self.host_ref(host).kernel;
+        let holders = format!("{lun}/block/{name}/holders");
+        for m in k.holders(&name) {
+            let dm = m.dev_name();
+            t.link(
+                &format!("{holders}/{dm}"),
+                &sysfs_link(&holders, &format!("/sys/devices/virtual/block/{dm}")),
+            );
+        }
     }
 
     /// The absolute LUN directory of a SCSI device (iSCSI session or FC rport).
@@ -493,6 +555,25 @@ impl World {
         }
         self.fc_lun_dir(host, d.hctl)
     }
+}
+
+/// The SCSI target of a session that has devices: `targetH:0:0` and its bus link.
+pub(crate) fn render_session_target(s: &Session, t: &mut Tree) {
+    let (hn, sid) = (s.host_no, s.sid);
+    let tgt_name = format!("target{hn}:0:0");
+    let tgt = format!("/sys/devices/platform/host{hn}/session{sid}/{tgt_name}");
+    t.dir(&format!("{tgt}/power"));
+    t.link(&format!("{tgt}/subsystem"), "../../../../../bus/scsi");
+    t.attr(&format!("{tgt}/uevent"), 0o644, "DEVTYPE=scsi_target");
+    t.link(
+        &format!("/sys/bus/scsi/devices/{tgt_name}"),
+        &format!("../../../devices/platform/host{hn}/session{sid}/{tgt_name}"),
+    );
+}
+
+/// The absolute LUN directory of a session's device.
+fn session_lun_dir(s: &Session, d: &ScsiDev) -> String {
+    format!("/sys/devices/platform/{}", lun_rel(s, d))
 }
 
 /// `hostH/sessionS/targetH:0:0/H:0:0:L`, relative to `/sys/devices/platform`.

@@ -1048,6 +1048,7 @@ impl World {
         vol: VolumeId,
         host: HostId,
     ) -> Result<crate::Mapping, crate::SimError> {
+        self.model_changed();
         self.map_volume(vol, host)
     }
 

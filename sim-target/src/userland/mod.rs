@@ -46,6 +46,16 @@ impl World {
 impl World {
     /// Runs a command on a host. `argv[0]` may be a bare name or a path (`/sbin/iscsiadm`).
     pub fn exec(&mut self, host: HostId, argv: &[String], stdin: Option<&str>) -> ExecOutput {
+        let out = self.exec_now(host, argv, stdin);
+        // Lookups (`blockdev`, `cat`...) read the cached tree before changing anything; a
+        // query leaves the model, and so the cached tree, as it was.
+        if Self::command_may_change_host(argv) {
+            self.model_changed();
+        }
+        out
+    }
+
+    fn exec_now(&mut self, host: HostId, argv: &[String], stdin: Option<&str>) -> ExecOutput {
         let Some(prog) = argv.first() else {
             return ExecOutput::err(127, ": command not found\n");
         };
@@ -91,7 +101,7 @@ impl World {
 
     /// Resolves a `/dev` path (following udev links) to a kernel block device name.
     fn block_name(&self, host: HostId, path: &str) -> Option<String> {
-        let t = self.tree(host);
+        let t = self.tree_shared(host);
         let real = t.resolve(path)?;
         match t.get(&real)? {
             Node::Block { .. } => real.strip_prefix("/dev/").map(str::to_owned),
@@ -223,7 +233,7 @@ impl World {
     }
 
     fn cat(&mut self, host: HostId, argv: &[String]) -> ExecOutput {
-        let t = self.tree(host);
+        let t = self.tree_shared(host);
         let mut out = ExecOutput::ok("");
         for f in argv.iter().skip(1) {
             let node = t.resolve(f).and_then(|p| t.get(&p).cloned());
