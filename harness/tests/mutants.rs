@@ -6,7 +6,7 @@
 use std::sync::Mutex;
 
 use brick_connectors::mutants::{self, Mutant};
-use brick_harness::machine::{ExploreOptions, MachineProtocol, explore};
+use brick_harness::machine::{ExploreOptions, MachineProtocol, explore, run_case};
 
 /// Same seed and case count as the default property run.
 const SEED: u64 = 0x6272_6963_6b04;
@@ -19,6 +19,9 @@ struct Row {
     cases: u32,
     shrunk: usize,
     why: String,
+    /// Running the shrunk transitions again on a fresh lab breaks the same invariant at the
+    /// same step (what the printed replay commands rely on).
+    replays: bool,
 }
 
 /// The machine a mutant is hunted with: `fc-*` mutants live in the FC connector, `nvme-*`
@@ -38,6 +41,13 @@ fn hunt(m: Option<Mutant>) -> Row {
         ..ExploreOptions::new(protocol_of(m), CASES, SEED)
     };
     let report = explore(&opts, &mut |_| {});
+    let replays = report.failure.as_ref().is_some_and(|cx| {
+        let again = run_case(&cx.case.initial, &cx.case.transitions, false);
+        match (&again.failure, &cx.case.failure) {
+            (Some(a), Some(b)) => a.step == b.step && a.message == b.message,
+            _ => false,
+        }
+    });
     mutants::set(None);
     let (caught, shrunk, why) = match &report.failure {
         Some(cx) => (
@@ -69,6 +79,7 @@ fn hunt(m: Option<Mutant>) -> Row {
             .map_or(report.cases, |c| c.found_at_case),
         shrunk,
         why,
+        replays,
     }
 }
 
@@ -150,6 +161,15 @@ fn every_mutant_is_caught_and_the_unmutated_connectors_pass() {
     assert!(
         missed.is_empty(),
         "mutants not caught in {CASES} cases: {missed:?}"
+    );
+    let unreplayable: Vec<&str> = rows
+        .iter()
+        .filter(|r| r.caught && !r.replays)
+        .map(|r| r.mutant)
+        .collect();
+    assert!(
+        unreplayable.is_empty(),
+        "shrunk counterexamples that do not break the same way when run again: {unreplayable:?}"
     );
     assert!(
         median <= 6,
