@@ -142,7 +142,15 @@ pub(crate) fn run(args: ExploreArgs) -> Result<ExitCode> {
     );
     if report.failure.is_some() {
         let path = write_replay(&report, &args.out);
-        println!("{}", failure_report(&report, path.as_deref()));
+        print!("{}", failure_report(&report, path.as_deref()));
+        if let Some(m) = &args.mutant {
+            // The planted bug must be active in the replay too.
+            println!(
+                "the replays need the mutant (a `--features mutants` build): add `--mutant {m}` \
+                 to brick explore, or run the scenario with BRICK_MUTANT={m}"
+            );
+        }
+        println!();
         return Ok(ExitCode::from(1));
     }
     println!("no invariant broken");
@@ -482,5 +490,39 @@ mod tests {
                 "volume = \"v1\"",
             ],
         );
+    }
+
+    /// With a planted bug, the machine's shrunk counterexample written as a scenario fails
+    /// when replayed with the bug active, and passes without it: the printed replay command
+    /// reproduces the failure, and the expectations it writes are the correct connector's.
+    #[cfg(feature = "mutants")]
+    #[test]
+    fn mutant_counterexamples_replay_as_failing_scenarios() {
+        use brick_connectors::mutants::{Mutant, set};
+        use brick_harness::machine::{ExploreOptions, explore};
+        for (name, protocol) in [
+            ("wildcard-scan", MachineProtocol::Iscsi),
+            ("fc-scan-every-lun", MachineProtocol::Fc),
+            ("nvme-never-disconnect", MachineProtocol::Nvmeof),
+        ] {
+            let m = Mutant::from_name(name).expect("a mutant");
+            set(Some(m));
+            let report = explore(&ExploreOptions::new(protocol, 256, 7), &mut |_| {});
+            let cx = report.failure.expect("the mutant is caught");
+            let text = cx.case.scenario("mutant-replay");
+            let scn = brick_scenarios::parse("mutant-replay.toml", &text).expect("parses");
+            let (with_bug, _) = brick_scenarios::run(&scn, None).expect("runs");
+            set(None);
+            assert!(
+                with_bug.failure.is_some(),
+                "{name}: the replay passed with the bug active\n{text}"
+            );
+            let (without, _) = brick_scenarios::run(&scn, None).expect("runs");
+            assert!(
+                without.failure.is_none(),
+                "{name}: the replay fails without the bug: {:?}\n{text}",
+                without.failure
+            );
+        }
     }
 }

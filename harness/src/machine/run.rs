@@ -409,14 +409,15 @@ pub fn failure_report(report: &ExploreReport, scenario_path: Option<&std::path::
         let _ = writeln!(out, "replay scenario written to {}", p.display());
         let _ = writeln!(out, "replay: brick scenario run {}", p.display());
     }
+    let protocol = cx.case.initial.topology.protocol.name();
     let _ = writeln!(
         out,
-        "replay: BRICK_SEED={} cargo test -p brick-harness --test property",
+        "replay: BRICK_SEED={} cargo test -p brick-harness --test property {protocol}_property_run",
         report.seed
     );
     let _ = writeln!(
         out,
-        "replay: brick explore --cases {} --seed {}",
+        "replay: brick explore --protocol {protocol} --cases {} --seed {}",
         report.cases.max(1),
         report.seed
     );
