@@ -2,16 +2,24 @@
 //! faults, run on the simulator through the real connectors, with every invariant checked
 //! after every transition, shrunk to a short readable counterexample.
 //!
-//! - [`model`]: the reference state machine (`proptest_state_machine::ReferenceStateMachine`):
-//!   topology and fault mix drawn per case (swarm testing), the transitions, and what a
-//!   correct connector leaves on each host, hence which violations the checks must report.
+//! - [`model`]: the reference state machine (`proptest_state_machine::ReferenceStateMachine`)
+//!   for SCSI (iSCSI, FC): topology and fault mix drawn per case (swarm testing), the
+//!   transitions, and what a correct connector leaves on each host, hence which violations
+//!   the checks must report. It restates the kernel's and the array's rules on its own: sd
+//!   names and dm minors lowest free, LUNs lowest free per initiator, identities per volume
+//!   or per (target, LUN), recycled target IQNs, map membership only for disks multipathd
+//!   heard of (`adopt_paths` at map creation), links left dangling by lost udev `remove`
+//!   events until their kernel name is reused, FC HBA link loss past `dev_loss_tmo` and the
+//!   kernel's scan of a returning remote port.
 //! - [`nvme`]: the NVMe-oF reference model (subsystems, controllers per port, namespaces by
-//!   AEN, nsid reuse, native multipath on or off) and its lab side, dispatched to by
+//!   AEN or only at rescans on arrays without AEN, nsid reuse, native multipath on or off,
+//!   a namespace mapped by a racing attach) and its lab side, dispatched to by
 //!   [`model::ModelState`] and `sut` when the protocol is NVMe-oF.
 //! - `sut`: the system under test, a [`crate::Lab`], and the comparison of the two after
 //!   every step: the connector's results, the checks' violations (actual == expected),
-//!   disks, maps and sessions per host, the orphan report on clean histories, multipathd's
-//!   path table right after a detach.
+//!   disks (key, identity, kernel name), maps (identity, minor), sessions and controllers
+//!   per host, the orphan report on clean histories, multipathd's path table right after a
+//!   detach.
 //! - [`run`]: one case ([`run::run_case`]), many cases with shrinking ([`run::explore`]),
 //!   the failure report and the replay scenario ([`trace`]).
 //! - [`Machine`]: the `StateMachineTest` binding, for `prop_state_machine!`.
