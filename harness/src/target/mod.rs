@@ -4,7 +4,7 @@
 //! the array side (create, map, unmap, delete, the identity the array reports) plus the host
 //! side (the connectors running on a [`Host`] port). Two tiers exist:
 //!
-//! - **sim**: the [`Lab`](crate::Lab), in process and deterministic. It knows the truth (which
+//! - **sim**: the [`Lab`], in process and deterministic. It knows the truth (which
 //!   volume each device really reaches), so its checks are the full correctness properties.
 //! - **exec**: [`exec::ExecTarget`], for third-party CI. The array is driven by the shell
 //!   commands of a `target.toml` ([`exec::ExecSpec`]); the host is `RealHost` on `/` (or, in
