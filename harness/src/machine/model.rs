@@ -1013,6 +1013,16 @@ impl ModelState {
         Some((AttachedDev::Sd(k), wwn))
     }
 
+    /// Whether the connector handles disk `a` before disk `b` when it removes a volume's
+    /// disks: FC in path order, iSCSI in sorted device-name order.
+    fn removed_before(&self, a: &DevKey, b: &DevKey) -> bool {
+        if self.is_fc() {
+            return a.portal < b.portal;
+        }
+        let name = |k: &DevKey| self.devices.get(k).map(|d| super::sut::sd_name(d.name));
+        matches!((name(a), name(b)), (Some(x), Some(y)) if x < y)
+    }
+
     /// The connector unlinks every `by-id/scsi-*` link that points at a disk it removes
     /// (os-brick's `_remove_scsi_symlinks`), whether the delete worked or not. Without
     /// multipathd that link is the disk's own when the disk holds the newest claim of its
@@ -1182,7 +1192,11 @@ impl ModelState {
             return;
         }
         self.losing_removes = fault == Some(DetachFault::UdevLostRemove);
-        self.detach_devices(h, v, tgt, lun, dm, &belong, flushed, force, fault);
+        let used = match info {
+            Some(AttachedDev::Sd(k)) if belong.contains(&k) => Some(k),
+            _ => None,
+        };
+        self.detach_devices(h, v, tgt, lun, dm, &belong, (flushed, used), force, fault);
         self.losing_removes = false;
     }
 
@@ -1196,7 +1210,7 @@ impl ModelState {
         lun: u64,
         dm: Option<u32>,
         belong: &[DevKey],
-        flushed: bool,
+        (flushed, used): (bool, Option<DevKey>),
         force: bool,
         fault: Option<DetachFault>,
     ) {
@@ -1223,7 +1237,20 @@ impl ModelState {
             if flush_fails || busy {
                 error = true;
                 if !force {
-                    // Nothing after the first failure runs: the devices stay.
+                    // Nothing after the first failure runs. A failing flush is the used
+                    // device's: the disks the connector handles before it (sysfs name order
+                    // for iSCSI, path order for FC) need no flush and are deleted already.
+                    if flush_fails
+                        && !busy
+                        && let Some(k) = used
+                    {
+                        let before: Vec<DevKey> = belong
+                            .iter()
+                            .filter(|x| self.removed_before(x, &k))
+                            .copied()
+                            .collect();
+                        self.remove_devices(&before);
+                    }
                     self.prune_dms();
                     self.outcome = Outcome::Err;
                     return;
@@ -1359,7 +1386,10 @@ impl ModelState {
             }
             Transition::Wait => true,
             Transition::Map { vol, host } => {
-                host < hosts && self.exists(vol) && self.mapped(vol, host).is_none()
+                host < hosts
+                    && self.exists(vol)
+                    && self.mapped(vol, host).is_none()
+                    && !self.map_duplicates_identity(vol, host)
             }
             Transition::Unmap { vol, host } => host < hosts && self.mapped(vol, host).is_some(),
             Transition::Delete { vol } => self.exists(vol),
@@ -1409,6 +1439,27 @@ impl ModelState {
         }
     }
 
+    /// Whether mapping `v` to `h` would leave two live volumes with one identity: on a
+    /// reuse-on-LUN array a volume mapped for the first time takes the LUN's old identity,
+    /// which a volume remapped elsewhere may still carry. No real array presents two volumes
+    /// under one WWID at once (tgtd computes it from the target and the LUN), so the machine
+    /// does not go there; the simulator's reuse-on-LUN policy allows it.
+    fn map_duplicates_identity(&self, v: usize, h: usize) -> bool {
+        if !self.topology.reuse_identity || self.is_nvme() {
+            return false;
+        }
+        let mut next = self.clone();
+        next.map(v, h);
+        let live: Vec<u32> = next
+            .volumes
+            .iter()
+            .filter(|x| x.exists)
+            .map(|x| x.ident)
+            .collect();
+        let unique: BTreeSet<u32> = live.iter().copied().collect();
+        unique.len() != live.len()
+    }
+
     /// What a path flap takes down: portals (iSCSI) or HBAs (FC).
     pub fn flap_points(&self) -> usize {
         self.topology.fc.map_or(self.topology.portals, |fc| fc.hbas)
@@ -1434,7 +1485,11 @@ impl ModelState {
                 .map(|(_, v)| *v)
                 .collect();
             let name = |v: Option<usize>| v.map(vol_name);
-            if self.has_stale_link(h) {
+            let idle_session = self
+                .sessions
+                .iter()
+                .any(|(x, t, p)| *x == h && !self.session_has_devices(h, *t, *p));
+            if self.has_stale_link(h) || idle_session {
                 out.insert((PropertyKind::Leftover, hn.clone(), None));
             }
             let mut leads_to: BTreeMap<usize, BTreeSet<DevKey>> = BTreeMap::new();
