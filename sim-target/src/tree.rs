@@ -50,6 +50,12 @@ impl Tree {
 
     /// Inserts `node` at `path`, creating missing parent directories with mode `0o755`.
     pub fn insert(&mut self, path: &str, node: Node) {
+        self.insert_shared(path, Arc::new(node));
+    }
+
+    /// [`Tree::insert`] of a node that may be shared with other trees (a constant attribute
+    /// rendered once, see `kernel::sysfs::put_attrs`).
+    pub(crate) fn insert_shared(&mut self, path: &str, node: Arc<Node>) {
         // Parents, deepest first: stop at the first one that exists (its own parents do),
         // and allocate only for the missing ones.
         let mut end = path.len();
@@ -69,7 +75,18 @@ impl Tree {
             self.nodes
                 .insert(Arc::from(parent), Arc::new(Node::Dir { mode: 0o755 }));
         }
-        self.nodes.insert(Arc::from(path), Arc::new(node));
+        self.nodes.insert(Arc::from(path), node);
+    }
+
+    /// [`Tree::insert_shared`] of a path whose parent directory the caller knows exists
+    /// (a sibling was just inserted): no parent lookup.
+    pub(crate) fn insert_in_existing_dir(&mut self, path: &str, node: Arc<Node>) {
+        debug_assert!(
+            path.rfind('/')
+                .is_some_and(|pos| pos == 0 || self.nodes.contains_key(&path[..pos])),
+            "{path}: the parent must exist"
+        );
+        self.nodes.insert(Arc::from(path), node);
     }
 
     /// Inserts a text file; `content` gets the trailing newline every sysfs text attribute has.

@@ -1,6 +1,10 @@
 //! Renders a host's kernel state as sysfs, with the real 6.1 layout: relative class/bus
 //! links, the same attribute names, modes and values (see `attrs`).
 
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::sync::Arc;
+
 use super::attrs::{self, Attr, AttrKind};
 use super::{BSG_MAJOR, DM_MAJOR, DevKind, DmMap, SG_MAJOR, ScsiDev, Session};
 use crate::ids::HostId;
@@ -26,6 +30,7 @@ const CLASSES: &[&str] = &[
 /// Writes a table of attributes under `base`, with `over` replacing values by name.
 pub(crate) fn put_attrs(t: &mut Tree, base: &str, table: &[Attr], over: &[(&str, String)]) {
     let mut path = String::with_capacity(base.len() + 32);
+    let mut base_exists = false;
     for a in table {
         // Built by hand: `format!` here was a tenth of a render.
         path.clear();
@@ -36,16 +41,57 @@ pub(crate) fn put_attrs(t: &mut Tree, base: &str, table: &[Attr], over: &[(&str,
             .iter()
             .find(|(n, _)| *n == a.path)
             .map(|(_, v)| v.as_str());
-        match a.kind {
-            AttrKind::Dir => t.insert(&path, Node::Dir { mode: a.mode }),
-            AttrKind::WriteOnly => t.file(&path, a.mode, Vec::new()),
-            AttrKind::Empty => match value {
-                Some(v) => t.attr(&path, a.mode, v),
-                None => t.file(&path, a.mode, Vec::new()),
-            },
-            AttrKind::Text => t.attr(&path, a.mode, value.unwrap_or(a.value)),
+        let node = match (a.kind, value) {
+            (AttrKind::Empty | AttrKind::Text, Some(v)) => {
+                let mut content = Vec::with_capacity(v.len() + 1);
+                content.extend_from_slice(v.as_bytes());
+                content.push(b'\n');
+                Arc::new(Node::File {
+                    mode: a.mode,
+                    content,
+                })
+            }
+            // A constant of the table: one node, shared by every tree.
+            _ => constant_node(a),
+        };
+        // Once one attribute is in, `base` exists: its direct attributes skip the parent
+        // lookup (half the cost of an insert).
+        if base_exists && !a.path.contains('/') {
+            t.insert_in_existing_dir(&path, node);
+        } else {
+            t.insert_shared(&path, node);
+            base_exists = true;
         }
     }
+}
+
+/// The node of a table attribute that no override replaces: the same for every tree, so
+/// built once per thread and shared (a render allocates no content for it).
+fn constant_node(a: &Attr) -> Arc<Node> {
+    thread_local! {
+        static NODES: RefCell<HashMap<(AttrKind, u32, &'static str), Arc<Node>>> =
+            RefCell::new(HashMap::new());
+    }
+    let key = (a.kind, a.mode, a.value);
+    NODES.with_borrow_mut(|nodes| {
+        Arc::clone(nodes.entry(key).or_insert_with(|| {
+            Arc::new(match a.kind {
+                AttrKind::Dir => Node::Dir { mode: a.mode },
+                AttrKind::WriteOnly | AttrKind::Empty => Node::File {
+                    mode: a.mode,
+                    content: Vec::new(),
+                },
+                AttrKind::Text => {
+                    let mut content = a.value.as_bytes().to_vec();
+                    content.push(b'\n');
+                    Node::File {
+                        mode: a.mode,
+                        content,
+                    }
+                }
+            })
+        }))
+    })
 }
 
 /// Standard INQUIRY data as the captured target returns it: 66 bytes (additional length
