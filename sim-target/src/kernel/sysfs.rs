@@ -2,7 +2,7 @@
 //! links, the same attribute names, modes and values (see `attrs`).
 
 use std::cell::RefCell;
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use super::attrs::{self, Attr, AttrKind};
@@ -68,11 +68,13 @@ pub(crate) fn put_attrs(t: &mut Tree, base: &str, table: &[Attr], over: &[(&str,
 /// The node of a table attribute that no override replaces: the same for every tree, so
 /// built once per thread and shared (a render allocates no content for it).
 fn constant_node(a: &Attr) -> Arc<Node> {
+    /// (kind, mode, address and length of the value): the value is `'static`, so its
+    /// address names it (integers compare faster than hashing the text).
+    type Key = (AttrKind, u32, usize, usize);
     thread_local! {
-        static NODES: RefCell<HashMap<(AttrKind, u32, &'static str), Arc<Node>>> =
-            RefCell::new(HashMap::new());
+        static NODES: RefCell<BTreeMap<Key, Arc<Node>>> = const { RefCell::new(BTreeMap::new()) };
     }
-    let key = (a.kind, a.mode, a.value);
+    let key = (a.kind, a.mode, a.value.as_ptr().addr(), a.value.len());
     NODES.with_borrow_mut(|nodes| {
         Arc::clone(nodes.entry(key).or_insert_with(|| {
             Arc::new(match a.kind {
