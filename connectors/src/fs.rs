@@ -176,6 +176,9 @@ impl<'a> HostFs<'a> {
 
     fn resolve(&self, path: &HostPath, follow_last: bool) -> Result<HostPath, FsError> {
         let mut resolved: Vec<String> = Vec::new();
+        // `resolved` as a host path (`/a/b`), kept alongside so that asking the view about
+        // each component allocates nothing (components never contain `/`).
+        let mut joined = String::with_capacity(path.as_str().len());
         // Components still to walk, in reverse order (pop from the end).
         let mut pending: Vec<String> = path
             .as_str()
@@ -190,15 +193,18 @@ impl<'a> HostFs<'a> {
                 "." => continue,
                 ".." => {
                     resolved.pop();
+                    pop_component(&mut joined);
                     continue;
                 }
                 _ => {}
             }
+            joined.push('/');
+            joined.push_str(&comp);
             resolved.push(comp);
             if pending.is_empty() && !follow_last {
                 break;
             }
-            let Some(target) = self.link_target(&resolved, path, &mut links)? else {
+            let Some(target) = self.link_target(&resolved, &joined, path, &mut links)? else {
                 // Missing, unreadable or not a link: keep going literally.
                 continue;
             };
@@ -211,8 +217,10 @@ impl<'a> HostFs<'a> {
             }
             // The link itself is replaced by its target.
             resolved.pop();
+            pop_component(&mut joined);
             if target.starts_with('/') {
                 resolved.clear();
+                joined.clear();
             }
             pending.extend(
                 target
@@ -225,16 +233,17 @@ impl<'a> HostFs<'a> {
         to_host_path(&resolved)
     }
 
-    /// The raw target if the already resolved `resolved` is a symlink (counting it against
-    /// the loop bound), `None` if it is missing or anything else.
+    /// The raw target if the already resolved `resolved` (`joined` as a host path) is a
+    /// symlink (counting it against the loop bound), `None` if it is missing or anything else.
     fn link_target(
         &self,
         resolved: &[String],
+        joined: &str,
         path: &HostPath,
         links: &mut usize,
     ) -> Result<Option<String>, FsError> {
         let target = match self.view {
-            Some(view) => match view.entry(&format!("/{}", resolved.join("/"))) {
+            Some(view) => match view.entry(joined) {
                 Some(ViewEntry::Link(target)) => {
                     count_link(links, path)?;
                     target
@@ -502,6 +511,13 @@ fn count_link(links: &mut usize, path: &HostPath) -> Result<(), FsError> {
     Ok(())
 }
 
+/// Drops the last component of a host path built by [`HostFs::resolve`] (`/a/b` -> `/a`,
+/// `/a` -> ``), as popping it from the component list does.
+fn pop_component(joined: &mut String) {
+    let end = joined.rfind('/').unwrap_or(0);
+    joined.truncate(end);
+}
+
 fn to_host_path(resolved: &[String]) -> Result<HostPath, FsError> {
     Ok(HostPath::new(format!("/{}", resolved.join("/")))?)
 }
@@ -687,6 +703,16 @@ mod tests {
             fs.children_with_prefix(&p("/sys/block"), "sdb").unwrap(),
             vec![p("/sys/block/sdb")]
         );
+    }
+
+    #[test]
+    fn pop_component_follows_the_component_list() {
+        // `resolve` keeps the joined path in step with its component list.
+        for (before, after) in [("/a/b", "/a"), ("/a", ""), ("", ""), ("/a/b.c/d", "/a/b.c")] {
+            let mut joined = before.to_owned();
+            pop_component(&mut joined);
+            assert_eq!(joined, after, "{before}");
+        }
     }
 
     #[test]

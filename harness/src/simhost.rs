@@ -77,7 +77,8 @@ pub struct SimHost {
     root: PathBuf,
     disk: DiskSync,
     view: Arc<Mutex<View>>,
-    journal: Arc<Mutex<Vec<String>>>,
+    /// (time, line): formatted when someone asks ([`SimHost::journal`]), not on the hot path.
+    journal: Arc<Mutex<Vec<(Duration, String)>>>,
 }
 
 impl SimHost {
@@ -171,7 +172,9 @@ impl SimHost {
         self.journal
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone()
+            .iter()
+            .map(|(now, line)| format!("[{:>8.3}s] {line}", now.as_secs_f64()))
+            .collect()
     }
 
     fn note(&self, line: String) {
@@ -179,7 +182,7 @@ impl SimHost {
         self.journal
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .push(format!("[{:>8.3}s] {line}", now.as_secs_f64()));
+            .push((now, line));
     }
 
     fn sync_logged(&self) {

@@ -36,7 +36,8 @@
 //! whether the portal is down), and reuses it
 //! while those inputs compare equal; this cache survives model changes,
 //! since the key itself says whether a fragment is current. The parts are then joined by
-//! [`Tree::union`]; if two parts disagree about one path (then the order of rendering would
+//! [`Tree::union`] (the last few joins of each host are kept: [`JOINS_KEPT`]); if two parts
+//! disagree about one path (then the order of rendering would
 //! decide), the tree is rendered in one pass instead ([`World::render_whole`], the reference
 //! the tests compare with).
 
@@ -93,9 +94,15 @@ pub(crate) struct TreeCache {
     luns: Fragments<(HostId, Hctl), LunKey>,
     /// (host, dm minor) -> one dm map.
     dms: Fragments<(HostId, u32), DmKey>,
-    /// host -> the fragments last joined with the static sysfs, and the result.
-    joined: Mutex<BTreeMap<HostId, JoinedSessions>>,
+    /// host -> the fragments last joined with the static sysfs, and the result: the last
+    /// [`JOINS_KEPT`], most recent first.
+    joined: Mutex<BTreeMap<HostId, Vec<JoinedSessions>>>,
 }
+
+/// How many joins of session fragments each host keeps. An attach+detach goes through the
+/// same sets of fragments forwards and back (none, a session, a session and its LUN, the
+/// session again, none again): the way back finds its joins here.
+const JOINS_KEPT: usize = 4;
 
 /// The static sysfs joined with the session fragments of one host.
 #[derive(Debug)]
@@ -213,8 +220,8 @@ impl World {
         self.render_nvme(host, &mut rest);
         self.render_dev(host, &mut rest);
         self.render_etc(host, &mut rest);
-        // The sessions change less often than the rest: their join is kept while they are
-        // the same fragments, and the rest is inserted into a copy of it.
+        // The sessions change less often than the rest: their last joins are kept (reused
+        // for the same fragments), and the rest is inserted into a copy of one.
         let same = |j: &JoinedSessions| {
             j.fragments.len() == fragments.len()
                 && j.fragments
@@ -222,23 +229,33 @@ impl World {
                     .zip(&fragments)
                     .all(|(a, b)| Arc::ptr_eq(a, b))
         };
-        let cached = lock(&self.trees.joined)
-            .get(&host)
-            .filter(|j| same(j))
-            .map(|j| j.tree.clone());
+        let cached = {
+            let mut joined = lock(&self.trees.joined);
+            let kept = joined.entry(host).or_default();
+            kept.iter().position(same).map(|i| {
+                // The most recent first.
+                let j = kept.remove(i);
+                let tree = j.tree.clone();
+                kept.insert(0, j);
+                tree
+            })
+        };
         let sessions = match cached {
             Some(tree) => tree,
             None => {
                 let mut parts: Vec<&Tree> = vec![base];
                 parts.extend(fragments.iter().map(|f| &**f));
                 let tree = Tree::union(&parts).map(Arc::new);
-                lock(&self.trees.joined).insert(
-                    host,
+                let mut joined = lock(&self.trees.joined);
+                let kept = joined.entry(host).or_default();
+                kept.insert(
+                    0,
                     JoinedSessions {
                         fragments,
                         tree: tree.clone(),
                     },
                 );
+                kept.truncate(JOINS_KEPT);
                 tree
             }
         };

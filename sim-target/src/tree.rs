@@ -50,6 +50,12 @@ impl Tree {
 
     /// Inserts `node` at `path`, creating missing parent directories with mode `0o755`.
     pub fn insert(&mut self, path: &str, node: Node) {
+        self.insert_shared(path, Arc::new(node));
+    }
+
+    /// [`Tree::insert`] of a node that may be shared with other trees (a constant attribute
+    /// rendered once, see `kernel::sysfs::put_attrs`).
+    pub(crate) fn insert_shared(&mut self, path: &str, node: Arc<Node>) {
         // Parents, deepest first: stop at the first one that exists (its own parents do),
         // and allocate only for the missing ones.
         let mut end = path.len();
@@ -69,7 +75,18 @@ impl Tree {
             self.nodes
                 .insert(Arc::from(parent), Arc::new(Node::Dir { mode: 0o755 }));
         }
-        self.nodes.insert(Arc::from(path), Arc::new(node));
+        self.nodes.insert(Arc::from(path), node);
+    }
+
+    /// [`Tree::insert_shared`] of a path whose parent directory the caller knows exists
+    /// (a sibling was just inserted): no parent lookup.
+    pub(crate) fn insert_in_existing_dir(&mut self, path: &str, node: Arc<Node>) {
+        debug_assert!(
+            path.rfind('/')
+                .is_some_and(|pos| pos == 0 || self.nodes.contains_key(&path[..pos])),
+            "{path}: the parent must exist"
+        );
+        self.nodes.insert(Arc::from(path), node);
     }
 
     /// Inserts a text file; `content` gets the trailing newline every sysfs text attribute has.
@@ -221,27 +238,17 @@ impl Tree {
     /// pass instead). Paths they share with equal nodes (common parent directories) are
     /// kept once.
     pub(crate) fn union(parts: &[&Tree]) -> Option<Tree> {
-        let mut all: Vec<(&Arc<str>, &Arc<Node>)> =
-            parts.iter().flat_map(|t| t.nodes.iter()).collect();
-        // Each part is sorted: the stable sort merges the runs.
-        all.sort_by(|a, b| a.0.cmp(b.0));
-        let mut nodes: Vec<(Arc<str>, Arc<Node>)> = Vec::with_capacity(all.len());
-        let mut last: Option<(&Arc<str>, &Arc<Node>)> = None;
-        for (path, node) in all {
-            if let Some((p, n)) = last
-                && p == path
-            {
-                if n != node {
-                    return None;
-                }
-                continue;
-            }
-            last = Some((path, node));
-            nodes.push((Arc::clone(path), Arc::clone(node)));
+        // Each part is sorted: merged two at a time, smallest first (each merge costs the
+        // size of both sides), with no sort.
+        let mut parts = parts.to_vec();
+        parts.sort_by_key(|t| t.len());
+        let mut acc: Vec<(Arc<str>, Arc<Node>)> = Vec::new();
+        for part in parts {
+            acc = merge_sorted(acc, &part.nodes)?;
         }
         // Sorted input: the map is built in one pass.
         Some(Tree {
-            nodes: nodes.into_iter().collect(),
+            nodes: acc.into_iter().collect(),
         })
     }
 
@@ -304,6 +311,35 @@ impl Tree {
         removed.reverse();
         TreeDiff { removed, changed }
     }
+}
+
+/// The sorted union of `acc` (sorted, no duplicates) and `part`; `None` if they hold different
+/// nodes at one path (see [`Tree::union`]).
+fn merge_sorted(
+    acc: Vec<(Arc<str>, Arc<Node>)>,
+    part: &BTreeMap<Arc<str>, Arc<Node>>,
+) -> Option<Vec<(Arc<str>, Arc<Node>)>> {
+    let mut out = Vec::with_capacity(acc.len() + part.len());
+    let mut a = acc.into_iter().peekable();
+    let mut b = part.iter().peekable();
+    while let (Some((pa, na)), Some((pb, nb))) = (a.peek(), b.peek()) {
+        match (**pa).cmp(&***pb) {
+            std::cmp::Ordering::Less => out.extend(a.next()),
+            std::cmp::Ordering::Greater => {
+                out.extend(b.next().map(|(p, n)| (Arc::clone(p), Arc::clone(n))));
+            }
+            std::cmp::Ordering::Equal => {
+                if na != *nb {
+                    return None;
+                }
+                out.extend(a.next());
+                b.next();
+            }
+        }
+    }
+    out.extend(a);
+    out.extend(b.map(|(p, n)| (Arc::clone(p), Arc::clone(n))));
+    Some(out)
 }
 
 /// The raw target sysfs gives a symlink placed in directory `from_dir` that points at `to`
@@ -401,6 +437,24 @@ mod tests {
             sysfs_link("/sys/class/block", &format!("{lun}/block/sda")),
             "../../devices/platform/host0/session1/target0:0:0/0:0:0:1/block/sda"
         );
+    }
+
+    #[test]
+    fn union_merges_sorted_parts_and_refuses_conflicts() {
+        let a = sample();
+        let mut b = Tree::new();
+        b.attr("/sys/devices/platform/host1/uevent", 0o644, "x");
+        b.attr("/sys/a", 0o444, "1");
+        let mut whole = a.clone();
+        for (p, n) in b.iter() {
+            whole.insert(p, n.clone());
+        }
+        assert_eq!(Tree::union(&[&a, &b, &a]).as_ref(), Some(&whole));
+        assert_eq!(Tree::union(&[&b, &a]).as_ref(), Some(&whole));
+        let mut c = Tree::new();
+        c.attr("/sys/a", 0o444, "2");
+        assert_eq!(Tree::union(&[&a, &b, &c]), None);
+        assert_eq!(Tree::union(&[]), Some(Tree::new()));
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //! addresses...) are overridden where the tree is built; `<err-read>` and binary attributes
 //! are not listed here.
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub(crate) enum AttrKind {
     Dir,
     WriteOnly,

@@ -1,6 +1,10 @@
 //! Renders a host's kernel state as sysfs, with the real 6.1 layout: relative class/bus
 //! links, the same attribute names, modes and values (see `attrs`).
 
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
 use super::attrs::{self, Attr, AttrKind};
 use super::{BSG_MAJOR, DM_MAJOR, DevKind, DmMap, SG_MAJOR, ScsiDev, Session};
 use crate::ids::HostId;
@@ -26,6 +30,7 @@ const CLASSES: &[&str] = &[
 /// Writes a table of attributes under `base`, with `over` replacing values by name.
 pub(crate) fn put_attrs(t: &mut Tree, base: &str, table: &[Attr], over: &[(&str, String)]) {
     let mut path = String::with_capacity(base.len() + 32);
+    let mut base_exists = false;
     for a in table {
         // Built by hand: `format!` here was a tenth of a render.
         path.clear();
@@ -36,16 +41,59 @@ pub(crate) fn put_attrs(t: &mut Tree, base: &str, table: &[Attr], over: &[(&str,
             .iter()
             .find(|(n, _)| *n == a.path)
             .map(|(_, v)| v.as_str());
-        match a.kind {
-            AttrKind::Dir => t.insert(&path, Node::Dir { mode: a.mode }),
-            AttrKind::WriteOnly => t.file(&path, a.mode, Vec::new()),
-            AttrKind::Empty => match value {
-                Some(v) => t.attr(&path, a.mode, v),
-                None => t.file(&path, a.mode, Vec::new()),
-            },
-            AttrKind::Text => t.attr(&path, a.mode, value.unwrap_or(a.value)),
+        let node = match (a.kind, value) {
+            (AttrKind::Empty | AttrKind::Text, Some(v)) => {
+                let mut content = Vec::with_capacity(v.len() + 1);
+                content.extend_from_slice(v.as_bytes());
+                content.push(b'\n');
+                Arc::new(Node::File {
+                    mode: a.mode,
+                    content,
+                })
+            }
+            // A constant of the table: one node, shared by every tree.
+            _ => constant_node(a),
+        };
+        // Once one attribute is in, `base` exists: its direct attributes skip the parent
+        // lookup (half the cost of an insert).
+        if base_exists && !a.path.contains('/') {
+            t.insert_in_existing_dir(&path, node);
+        } else {
+            t.insert_shared(&path, node);
+            base_exists = true;
         }
     }
+}
+
+/// The node of a table attribute that no override replaces: the same for every tree, so
+/// built once per thread and shared (a render allocates no content for it).
+fn constant_node(a: &Attr) -> Arc<Node> {
+    /// (kind, mode, address and length of the value): the value is `'static`, so its
+    /// address names it (integers compare faster than hashing the text).
+    type Key = (AttrKind, u32, usize, usize);
+    thread_local! {
+        static NODES: RefCell<BTreeMap<Key, Arc<Node>>> = const { RefCell::new(BTreeMap::new()) };
+    }
+    let key = (a.kind, a.mode, a.value.as_ptr().addr(), a.value.len());
+    NODES.with_borrow_mut(|nodes| {
+        Arc::clone(nodes.entry(key).or_insert_with(|| {
+            Arc::new(match a.kind {
+                AttrKind::Dir => Node::Dir { mode: a.mode },
+                AttrKind::WriteOnly | AttrKind::Empty => Node::File {
+                    mode: a.mode,
+                    content: Vec::new(),
+                },
+                AttrKind::Text => {
+                    let mut content = a.value.as_bytes().to_vec();
+                    content.push(b'\n');
+                    Node::File {
+                        mode: a.mode,
+                        content,
+                    }
+                }
+            })
+        }))
+    })
 }
 
 /// Standard INQUIRY data as the captured target returns it: 66 bytes (additional length
