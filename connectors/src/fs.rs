@@ -1,7 +1,7 @@
 //! Reading the host, confined to its root.
 //!
 //! Every read a connector makes goes through [`HostFs`]: a host path (`/sys/block/sda/device/wwid`)
-//! is resolved *inside* [`Host::root`](crate::host::Host::root), component by component, with
+//! is resolved *inside* [`Host::root`], component by component, with
 //! symlinks followed the way the kernel would follow them if the root were `/` (a chroot):
 //! absolute link targets restart at the root, `..` never climbs above it, and link chains are
 //! bounded. The operating system never gets to follow a link on its own, so a hostile link such

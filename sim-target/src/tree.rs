@@ -28,7 +28,7 @@ pub enum Node {
 /// A whole host view: host path to node, sorted, parents before children.
 ///
 /// Paths and nodes are shared (`Arc`), so copying a tree, or joining trees rendered apart
-/// ([`Tree::union`]), copies no path or content.
+/// (`Tree::union`), copies no path or content.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Tree {
     nodes: BTreeMap<Arc<str>, Arc<Node>>,
