@@ -14,7 +14,6 @@ use std::fmt;
 
 use proptest::prelude::*;
 use proptest::strategy::Union;
-use proptest_state_machine::ReferenceStateMachine;
 use serde::Serialize;
 
 use crate::checks::PropertyKind;
@@ -1616,9 +1615,66 @@ impl ModelState {
     }
 }
 
-/// The reference state machine for one protocol.
-#[derive(Debug, Clone, Copy)]
-pub struct Model;
+/// Declares a reference state machine over [`ModelState`] whose cases draw their topology
+/// and fault mix from the given strategies. Stepping, preconditions and the transitions
+/// offered dispatch on the protocol inside the state, so only the initial draw differs.
+macro_rules! reference_machine {
+    ($(#[$doc:meta])* $name:ident, $topology:expr, $faults:expr) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy)]
+        pub struct $name;
+
+        impl proptest_state_machine::ReferenceStateMachine for $name {
+            type State = $crate::machine::model::ModelState;
+            type Transition = $crate::machine::model::Transition;
+
+            fn init_state() -> proptest::strategy::BoxedStrategy<Self::State> {
+                use proptest::prelude::*;
+                ($topology, $faults, any::<u64>())
+                    .prop_map(|(t, f, seed)| $crate::machine::model::ModelState::new(t, f, seed))
+                    .boxed()
+            }
+
+            fn transitions(
+                state: &Self::State,
+            ) -> proptest::strategy::BoxedStrategy<Self::Transition> {
+                $crate::machine::model::transitions_of(state)
+            }
+
+            fn apply(state: Self::State, t: &Self::Transition) -> Self::State {
+                state.step(t)
+            }
+
+            fn preconditions(state: &Self::State, t: &Self::Transition) -> bool {
+                state.allows(t)
+            }
+        }
+    };
+}
+pub(crate) use reference_machine;
+
+reference_machine!(
+    /// The reference state machine for iSCSI.
+    Model,
+    topology_strategy(),
+    fault_mix_strategy()
+);
+
+reference_machine!(
+    /// The reference state machine for Fibre Channel.
+    FcModel,
+    fc_topology_strategy(),
+    fault_mix_strategy()
+);
+
+/// The transitions a state offers, by its protocol.
+pub(crate) fn transitions_of(s: &ModelState) -> BoxedStrategy<Transition> {
+    if s.is_nvme() {
+        super::nvme::transitions(s)
+    } else {
+        transitions_for(s)
+    }
+}
 
 fn topology_strategy() -> BoxedStrategy<Topology> {
     (
@@ -1718,56 +1774,6 @@ fn fault_mix_strategy() -> BoxedStrategy<FaultMix> {
             namespace_appears: false,
         })
         .boxed()
-}
-
-/// The reference state machine for Fibre Channel.
-#[derive(Debug, Clone, Copy)]
-pub struct FcModel;
-
-impl ReferenceStateMachine for FcModel {
-    type State = ModelState;
-    type Transition = Transition;
-
-    fn init_state() -> BoxedStrategy<ModelState> {
-        (fc_topology_strategy(), fault_mix_strategy(), any::<u64>())
-            .prop_map(|(t, f, seed)| ModelState::new(t, f, seed))
-            .boxed()
-    }
-
-    fn transitions(state: &ModelState) -> BoxedStrategy<Transition> {
-        transitions_for(state)
-    }
-
-    fn apply(state: ModelState, t: &Transition) -> ModelState {
-        state.step(t)
-    }
-
-    fn preconditions(state: &ModelState, t: &Transition) -> bool {
-        state.allows(t)
-    }
-}
-
-impl ReferenceStateMachine for Model {
-    type State = ModelState;
-    type Transition = Transition;
-
-    fn init_state() -> BoxedStrategy<ModelState> {
-        (topology_strategy(), fault_mix_strategy(), any::<u64>())
-            .prop_map(|(t, f, seed)| ModelState::new(t, f, seed))
-            .boxed()
-    }
-
-    fn transitions(state: &ModelState) -> BoxedStrategy<Transition> {
-        transitions_for(state)
-    }
-
-    fn apply(state: ModelState, t: &Transition) -> ModelState {
-        state.step(t)
-    }
-
-    fn preconditions(state: &ModelState, t: &Transition) -> bool {
-        state.allows(t)
-    }
 }
 
 fn transitions_for(s: &ModelState) -> BoxedStrategy<Transition> {

@@ -43,7 +43,6 @@ use std::time::Duration;
 
 use proptest::prelude::*;
 use proptest::strategy::Union;
-use proptest_state_machine::ReferenceStateMachine;
 use serde::Serialize;
 
 use brick_connectors::DeviceInfo;
@@ -909,7 +908,7 @@ fn fault_mix_strategy() -> BoxedStrategy<FaultMix> {
         .boxed()
 }
 
-fn transitions(s: &ModelState) -> BoxedStrategy<Transition> {
+pub(super) fn transitions(s: &ModelState) -> BoxedStrategy<Transition> {
     let hosts = s.topology.hosts;
     let nvol = s.volumes.len();
     let pairs = |keep: &dyn Fn(usize, usize) -> bool| -> Vec<(usize, usize)> {
@@ -1039,32 +1038,12 @@ fn transitions(s: &ModelState) -> BoxedStrategy<Transition> {
     Union::new_weighted(arms).boxed()
 }
 
-/// The reference state machine for NVMe-oF.
-#[derive(Debug, Clone, Copy)]
-pub struct NvmeModel;
-
-impl ReferenceStateMachine for NvmeModel {
-    type State = ModelState;
-    type Transition = Transition;
-
-    fn init_state() -> BoxedStrategy<ModelState> {
-        (topology_strategy(), fault_mix_strategy(), any::<u64>())
-            .prop_map(|(t, f, seed)| ModelState::new(t, f, seed))
-            .boxed()
-    }
-
-    fn transitions(state: &ModelState) -> BoxedStrategy<Transition> {
-        transitions(state)
-    }
-
-    fn apply(state: ModelState, t: &Transition) -> ModelState {
-        state.step(t)
-    }
-
-    fn preconditions(state: &ModelState, t: &Transition) -> bool {
-        state.allows(t)
-    }
-}
+super::model::reference_machine!(
+    /// The reference state machine for NVMe-oF.
+    NvmeModel,
+    topology_strategy(),
+    fault_mix_strategy()
+);
 
 // ------------------------------------------------------------------ the lab side
 
