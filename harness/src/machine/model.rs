@@ -1667,6 +1667,34 @@ reference_machine!(
     fault_mix_strategy()
 );
 
+/// The weighted detach arm of a transition strategy: one of `detachable` (volume, host),
+/// `force` half the time, with the attach's device info 70% of the time, and a fault drawn
+/// from `faults`.
+pub(crate) fn detach_arm(
+    detachable: Vec<(usize, usize)>,
+    faults: Vec<BoxedStrategy<Option<DetachFault>>>,
+) -> (u32, BoxedStrategy<Transition>) {
+    (
+        7,
+        (
+            prop::sample::select(detachable),
+            any::<bool>(),
+            prop::bool::weighted(0.7),
+            Union::new(faults),
+        )
+            .prop_map(
+                |((vol, host), force, device_info, fault)| Transition::Detach {
+                    vol,
+                    host,
+                    force,
+                    device_info,
+                    fault,
+                },
+            )
+            .boxed(),
+    )
+}
+
 /// The transitions a state offers, by its protocol.
 pub(crate) fn transitions_of(s: &ModelState) -> BoxedStrategy<Transition> {
     if s.is_nvme() {
@@ -1869,25 +1897,7 @@ fn transitions_for(s: &ModelState) -> BoxedStrategy<Transition> {
                     .boxed(),
             );
         }
-        arms.push((
-            7,
-            (
-                prop::sample::select(detachable),
-                any::<bool>(),
-                prop::bool::weighted(0.7),
-                Union::new(dfaults),
-            )
-                .prop_map(
-                    |((vol, host), force, device_info, fault)| Transition::Detach {
-                        vol,
-                        host,
-                        force,
-                        device_info,
-                        fault,
-                    },
-                )
-                .boxed(),
-        ));
+        arms.push(detach_arm(detachable, dfaults));
     }
     if s.faults.path_flap && (s.is_fc() || portals > 1) {
         let up: Vec<usize> = (0..hosts)

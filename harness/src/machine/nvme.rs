@@ -990,25 +990,7 @@ pub(super) fn transitions(s: &ModelState) -> BoxedStrategy<Transition> {
                     .boxed(),
             );
         }
-        arms.push((
-            7,
-            (
-                prop::sample::select(detachable),
-                any::<bool>(),
-                prop::bool::weighted(0.7),
-                Union::new(faults),
-            )
-                .prop_map(
-                    |((vol, host), force, device_info, fault)| Transition::Detach {
-                        vol,
-                        host,
-                        force,
-                        device_info,
-                        fault,
-                    },
-                )
-                .boxed(),
-        ));
+        arms.push(super::model::detach_arm(detachable, faults));
     }
     if s.faults.path_flap {
         let up: Vec<usize> = (0..hosts)

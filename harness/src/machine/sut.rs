@@ -862,6 +862,8 @@ struct Performed {
 }
 
 /// The kernel's name for `sd` index `i`: `sda`..`sdz`, `sdaa`... (`sd_format_disk_name`).
+/// Written here again on purpose: the machine restates the kernel's rules independently of
+/// the simulator it checks, so a naming bug cannot hide on both sides.
 pub(crate) fn sd_name(i: u32) -> String {
     let mut n = u64::from(i) + 1;
     let mut letters = Vec::new();
