@@ -1018,7 +1018,11 @@ impl ModelState {
         if self.is_fc() {
             return a.portal < b.portal;
         }
-        let name = |k: &DevKey| self.devices.get(k).map(|d| super::sut::sd_name(d.name));
+        let name = |k: &DevKey| {
+            self.devices
+                .get(k)
+                .map(|d| crate::agent::fixture::sd_name(d.name as usize))
+        };
         matches!((name(a), name(b)), (Some(x), Some(y)) if x < y)
     }
 
@@ -1695,6 +1699,36 @@ pub(crate) fn detach_arm(
     )
 }
 
+/// The path-flap arms of a transition strategy: a host with nothing down loses one of
+/// `points` (portals, HBAs or ports), with weight `down_weight`; a down one comes back.
+pub(crate) fn flap_arms(
+    s: &ModelState,
+    points: usize,
+    down_weight: u32,
+    arms: &mut Vec<(u32, BoxedStrategy<Transition>)>,
+) {
+    let up: Vec<usize> = (0..s.topology.hosts)
+        .filter(|h| !s.down.iter().any(|(x, _)| x == h))
+        .collect();
+    if !up.is_empty() {
+        arms.push((
+            down_weight,
+            (prop::sample::select(up), 0..points)
+                .prop_map(|(host, portal)| Transition::PathDown { host, portal })
+                .boxed(),
+        ));
+    }
+    if !s.down.is_empty() {
+        let down: Vec<(usize, usize)> = s.down.iter().copied().collect();
+        arms.push((
+            2,
+            prop::sample::select(down)
+                .prop_map(|(host, portal)| Transition::PathUp { host, portal })
+                .boxed(),
+        ));
+    }
+}
+
 /// The transitions a state offers, by its protocol.
 pub(crate) fn transitions_of(s: &ModelState) -> BoxedStrategy<Transition> {
     if s.is_nvme() {
@@ -1900,26 +1934,7 @@ fn transitions_for(s: &ModelState) -> BoxedStrategy<Transition> {
         arms.push(detach_arm(detachable, dfaults));
     }
     if s.faults.path_flap && (s.is_fc() || portals > 1) {
-        let up: Vec<usize> = (0..hosts)
-            .filter(|h| !s.down.iter().any(|(x, _)| x == h))
-            .collect();
-        if !up.is_empty() {
-            arms.push((
-                1,
-                (prop::sample::select(up), 0..s.flap_points())
-                    .prop_map(|(host, portal)| Transition::PathDown { host, portal })
-                    .boxed(),
-            ));
-        }
-        if !s.down.is_empty() {
-            let down: Vec<(usize, usize)> = s.down.iter().copied().collect();
-            arms.push((
-                2,
-                prop::sample::select(down)
-                    .prop_map(|(host, portal)| Transition::PathUp { host, portal })
-                    .boxed(),
-            ));
-        }
+        flap_arms(s, s.flap_points(), 1, &mut arms);
     }
     if arms.is_empty() {
         arms.push((1, Just(Transition::Wait).boxed()));

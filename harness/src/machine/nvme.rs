@@ -993,26 +993,7 @@ pub(super) fn transitions(s: &ModelState) -> BoxedStrategy<Transition> {
         arms.push(super::model::detach_arm(detachable, faults));
     }
     if s.faults.path_flap {
-        let up: Vec<usize> = (0..hosts)
-            .filter(|h| !s.down.iter().any(|(x, _)| x == h))
-            .collect();
-        if !up.is_empty() {
-            arms.push((
-                3,
-                (prop::sample::select(up), 0..s.topology.portals)
-                    .prop_map(|(host, portal)| Transition::PathDown { host, portal })
-                    .boxed(),
-            ));
-        }
-        if !s.down.is_empty() {
-            let down: Vec<(usize, usize)> = s.down.iter().copied().collect();
-            arms.push((
-                2,
-                prop::sample::select(down)
-                    .prop_map(|(host, portal)| Transition::PathUp { host, portal })
-                    .boxed(),
-            ));
-        }
+        super::model::flap_arms(s, s.topology.portals, 3, &mut arms);
     }
     if arms.is_empty() {
         arms.push((1, Just(Transition::Wait).boxed()));

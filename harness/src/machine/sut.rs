@@ -10,6 +10,7 @@ use brick_sim_target::{
     UdevAction,
 };
 
+use crate::agent::fixture::sd_name;
 use crate::checks::PropertyKind;
 use crate::lab::{Lab, LabHostSpec};
 use crate::machine::model::{
@@ -786,7 +787,7 @@ impl Sut {
             // on names, so the model tracks them).
             for (k, d) in model.devices.iter().filter(|(k, _)| k.host == h) {
                 let got = named.get(k).map(|(n, _)| n.as_str());
-                let expected = sd_name(d.name);
+                let expected = sd_name(d.name as usize);
                 if got != Some(expected.as_str()) {
                     return Err(format!(
                         "{hn}: the disk at {} is {} but the kernel's lowest-free rule names it {expected}",
@@ -861,21 +862,6 @@ struct Performed {
     host: usize,
 }
 
-/// The kernel's name for `sd` index `i`: `sda`..`sdz`, `sdaa`... (`sd_format_disk_name`).
-/// Written here again on purpose: the machine restates the kernel's rules independently of
-/// the simulator it checks, so a naming bug cannot hide on both sides.
-pub(crate) fn sd_name(i: u32) -> String {
-    let mut n = u64::from(i) + 1;
-    let mut letters = Vec::new();
-    while n > 0 {
-        n -= 1;
-        letters.push(b'a' + (n % 26) as u8);
-        n /= 26;
-    }
-    letters.reverse();
-    format!("sd{}", String::from_utf8_lossy(&letters))
-}
-
 fn describe_key(k: &DevKey) -> String {
     format!("{} portal {} LUN {}", tgt_text(k.tgt), k.portal, k.lun)
 }
@@ -921,19 +907,4 @@ fn describe_sessions(s: &BTreeSet<(Tgt, usize)>) -> String {
         .map(|(t, p)| format!("target {} portal {p}", tgt_text(*t)))
         .collect();
     format!("[{}]", items.join("; "))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::sd_name;
-
-    #[test]
-    fn sd_names_follow_the_kernel() {
-        assert_eq!(sd_name(0), "sda");
-        assert_eq!(sd_name(25), "sdz");
-        assert_eq!(sd_name(26), "sdaa");
-        assert_eq!(sd_name(27), "sdab");
-        assert_eq!(sd_name(701), "sdzz");
-        assert_eq!(sd_name(702), "sdaaa");
-    }
 }
