@@ -34,7 +34,7 @@ fn answers(fs: &HostFs<'_>, path: &HostPath) -> Vec<String> {
 fn probe_paths(tree: &Tree, extra: &[&str]) -> Vec<HostPath> {
     let mut out = vec![HostPath::new("/").unwrap()];
     for (p, _) in tree.iter() {
-        out.push(HostPath::new(p).unwrap());
+        out.push(HostPath::new(p.as_str()).unwrap());
         out.push(HostPath::new(format!("{p}/missing")).unwrap());
     }
     out.extend(extra.iter().map(|p| HostPath::new(*p).unwrap()));

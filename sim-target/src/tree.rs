@@ -1,8 +1,23 @@
 //! The virtual file tree: every view of a simulated host (sysfs, `/dev`, `/etc`) is derived
 //! from the model into one [`Tree`], which [`crate::World::materialize`] writes to a real directory.
+//!
+//! # Representation
+//!
+//! A [`Tree`] is a persistent tree of directories: each directory holds its entries by name
+//! (a sorted map), and each subdirectory sits behind an `Arc`. Copying a tree copies one
+//! pointer; changing a copy copies only the directories on the way to the change (the rest
+//! stays shared, `Arc::make_mut`). So joining trees rendered apart ([`Tree::union`]) costs the
+//! directories they share, not the nodes they hold; comparing and diffing skip shared
+//! subtrees by pointer; and dropping a tree frees only what no other tree holds. A lookup
+//! walks one small map per path component, comparing names rather than whole paths.
+//!
+//! The rules a flat map of paths would leave open are fixed by the shape: inserting below a
+//! non-directory replaces it with a directory, inserting a non-directory where a directory
+//! was drops the directory's subtree, and inserting a directory where one was keeps its
+//! entries and takes the new mode. `//` and a trailing `/` in a path are ignored.
 
-use std::collections::BTreeMap;
-use std::ops::Bound;
+use std::cmp::Ordering;
+use std::fmt;
 use std::sync::Arc;
 
 /// One entry of the tree. Paths are host paths (`/sys/block/sda`), without a root prefix.
@@ -25,21 +40,215 @@ pub enum Node {
     Unreadable { mode: u32, errno: crate::ids::Errno },
 }
 
-/// A whole host view: host path to node, sorted, parents before children.
+/// A whole host view: host paths to nodes, every parent a directory.
 ///
-/// Paths and nodes are shared (`Arc`), so copying a tree, or joining trees rendered apart
-/// (`Tree::union`), copies no path or content.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// Directories are shared (`Arc`) between copies and between trees joined from parts
+/// ([`Tree::union`]), so copying, joining and comparing trees cost the directories that
+/// differ, not the nodes (see the module doc).
+#[derive(Clone, PartialEq, Eq)]
 pub struct Tree {
-    nodes: BTreeMap<Arc<str>, Arc<Node>>,
+    root: Arc<Dir>,
 }
 
-/// The entries at and after `from`, in order.
-fn range_from<'a>(
-    nodes: &'a BTreeMap<Arc<str>, Arc<Node>>,
-    from: &str,
-) -> std::collections::btree_map::Range<'a, Arc<str>, Arc<Node>> {
-    nodes.range::<str, _>((Bound::Included(from), Bound::Unbounded))
+/// A directory: its own node (always [`Node::Dir`], so that [`Tree::get`] can lend it) and
+/// its entries, sorted by name (directories are small: a sorted vector is searched, copied
+/// and freed faster than a map).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Dir {
+    node: Node,
+    entries: Vec<(Name, Entry)>,
+}
+
+/// What a name in a directory holds. A [`Node::Dir`] is never a `Leaf`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Entry {
+    Leaf(Arc<Node>),
+    Dir(Arc<Dir>),
+}
+
+/// An entry's name: most names come from the attribute tables (`'static`), which need no
+/// allocation.
+#[derive(Clone)]
+enum Name {
+    Static(&'static str),
+    Owned(Arc<str>),
+}
+
+impl Name {
+    fn as_str(&self) -> &str {
+        match self {
+            Name::Static(s) => s,
+            Name::Owned(s) => s,
+        }
+    }
+}
+
+impl PartialEq for Name {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+
+impl Eq for Name {}
+
+impl fmt::Debug for Name {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self.as_str(), f)
+    }
+}
+
+/// The default directory mode (parents created on the way, `Tree::dir`).
+const DIR_MODE: u32 = 0o755;
+
+/// The components of a host path (`//` and a trailing `/` ignored).
+fn components(path: &str) -> impl DoubleEndedIterator<Item = &str> {
+    path.split('/').filter(|c| !c.is_empty())
+}
+
+impl Dir {
+    fn new(mode: u32) -> Self {
+        Self {
+            node: Node::Dir { mode },
+            entries: Vec::new(),
+        }
+    }
+
+    /// Where `name` is (`Ok`), or where it would go (`Err`).
+    fn find(&self, name: &str) -> Result<usize, usize> {
+        self.entries.binary_search_by(|(n, _)| n.as_str().cmp(name))
+    }
+
+    fn get(&self, name: &str) -> Option<&Entry> {
+        self.find(name).ok().map(|i| &self.entries[i].1)
+    }
+
+    /// The directory `name`, made one (mode `0o755`) if it is missing or not a directory;
+    /// unshared, so the caller can change it.
+    fn subdir_mut<'s>(&mut self, name: &'s str, name_of: &impl Fn(&'s str) -> Name) -> &mut Dir {
+        let i = match self.find(name) {
+            Ok(i) => {
+                if !matches!(self.entries[i].1, Entry::Dir(_)) {
+                    self.entries[i].1 = Entry::Dir(Arc::new(Dir::new(DIR_MODE)));
+                }
+                i
+            }
+            Err(i) => {
+                let dir = Entry::Dir(Arc::new(Dir::new(DIR_MODE)));
+                self.entries.insert(i, (name_of(name), dir));
+                i
+            }
+        };
+        match &mut self.entries[i].1 {
+            Entry::Dir(d) => Arc::make_mut(d),
+            Entry::Leaf(_) => unreachable!("{name} was made a directory just above"),
+        }
+    }
+
+    /// Puts `node` at `name` (see the module doc for what a directory keeps).
+    fn put<'s>(&mut self, name: &'s str, node: Arc<Node>, name_of: &impl Fn(&'s str) -> Name) {
+        let found = self.find(name);
+        let entry = match (found, &*node) {
+            (Ok(i), Node::Dir { .. }) => {
+                if let Entry::Dir(d) = &mut self.entries[i].1 {
+                    if d.node != *node {
+                        Arc::make_mut(d).node = (*node).clone();
+                    }
+                    return;
+                }
+                new_dir_entry(&node)
+            }
+            (Err(_), Node::Dir { .. }) => new_dir_entry(&node),
+            _ => Entry::Leaf(node),
+        };
+        match found {
+            Ok(i) => self.entries[i].1 = entry,
+            Err(i) => self.entries.insert(i, (name_of(name), entry)),
+        }
+    }
+
+    /// Puts `node` at `rel`, a path relative to this directory, creating missing parents;
+    /// `name_of` makes the names of new entries.
+    fn put_path<'s>(&mut self, rel: &'s str, node: Arc<Node>, name_of: impl Fn(&'s str) -> Name) {
+        let mut comps = components(rel);
+        let Some(mut name) = comps.next() else {
+            if let Node::Dir { .. } = *node {
+                self.node = (*node).clone();
+            }
+            return;
+        };
+        let mut dir = self;
+        for next in comps {
+            dir = dir.subdir_mut(name, &name_of);
+            name = next;
+        }
+        dir.put(name, node, &name_of);
+    }
+
+    /// Nodes below this directory.
+    fn count(&self) -> usize {
+        self.entries.iter().map(|(_, e)| e.count()).sum()
+    }
+}
+
+/// An empty directory entry with the mode of `node` (a [`Node::Dir`]).
+fn new_dir_entry(node: &Node) -> Entry {
+    Entry::Dir(Arc::new(Dir {
+        node: node.clone(),
+        entries: Vec::new(),
+    }))
+}
+
+/// The name of a new entry whose text is borrowed only for now.
+fn owned_name(name: &str) -> Name {
+    Name::Owned(Arc::from(name))
+}
+
+impl Entry {
+    fn node(&self) -> &Node {
+        match self {
+            Entry::Leaf(n) => n,
+            Entry::Dir(d) => &d.node,
+        }
+    }
+
+    /// Nodes at and below this entry.
+    fn count(&self) -> usize {
+        match self {
+            Entry::Leaf(_) => 1,
+            Entry::Dir(d) => 1 + d.count(),
+        }
+    }
+}
+
+impl Default for Tree {
+    fn default() -> Self {
+        Self {
+            root: Arc::new(Dir::new(DIR_MODE)),
+        }
+    }
+}
+
+/// The tree as a map from path to node (what a failing assertion shows).
+impl fmt::Debug for Tree {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_map().entries(self.iter()).finish()
+    }
+}
+
+/// A directory of a [`Tree`], held for inserting many nodes below it without walking from
+/// the root for each (see [`Tree::dir_mut`]).
+#[derive(Debug)]
+pub(crate) struct DirMut<'a> {
+    dir: &'a mut Dir,
+}
+
+impl DirMut<'_> {
+    /// Inserts `node` at `rel`, a path relative to this directory (`queue/scheduler`),
+    /// creating missing parents as [`Tree::insert`] does. The path is `'static` (an
+    /// attribute table's): its names are not copied.
+    pub(crate) fn insert_static(&mut self, rel: &'static str, node: Arc<Node>) {
+        self.dir.put_path(rel, node, Name::Static);
+    }
 }
 
 impl Tree {
@@ -56,42 +265,23 @@ impl Tree {
     /// [`Tree::insert`] of a node that may be shared with other trees (a constant attribute
     /// rendered once, see `kernel::sysfs::put_attrs`).
     pub(crate) fn insert_shared(&mut self, path: &str, node: Arc<Node>) {
-        // Parents, deepest first: stop at the first one that exists (its own parents do),
-        // and allocate only for the missing ones.
-        let mut end = path.len();
-        let mut missing = Vec::new();
-        while let Some(pos) = path.get(..end).and_then(|p| p.rfind('/')) {
-            if pos == 0 {
-                break;
-            }
-            end = pos;
-            let parent = &path[..end];
-            if self.nodes.contains_key(parent) {
-                break;
-            }
-            missing.push(parent);
-        }
-        for parent in missing.into_iter().rev() {
-            self.nodes
-                .insert(Arc::from(parent), Arc::new(Node::Dir { mode: 0o755 }));
-        }
-        self.nodes.insert(Arc::from(path), node);
+        Arc::make_mut(&mut self.root).put_path(path, node, owned_name);
     }
 
-    /// [`Tree::insert_shared`] of a path whose parent directory the caller knows exists
-    /// (a sibling was just inserted): no parent lookup.
-    pub(crate) fn insert_in_existing_dir(&mut self, path: &str, node: Arc<Node>) {
-        debug_assert!(
-            path.rfind('/')
-                .is_some_and(|pos| pos == 0 || self.nodes.contains_key(&path[..pos])),
-            "{path}: the parent must exist"
-        );
-        self.nodes.insert(Arc::from(path), node);
+    /// The directory at `path`, created (with its parents) if missing, for a run of
+    /// inserts below it.
+    pub(crate) fn dir_mut(&mut self, path: &str) -> DirMut<'_> {
+        let mut dir = Arc::make_mut(&mut self.root);
+        for name in components(path) {
+            dir = dir.subdir_mut(name, &owned_name);
+        }
+        DirMut { dir }
     }
 
     /// Inserts a text file; `content` gets the trailing newline every sysfs text attribute has.
     pub fn attr(&mut self, path: &str, mode: u32, content: &str) {
-        let mut bytes = content.as_bytes().to_vec();
+        let mut bytes = Vec::with_capacity(content.len() + 1);
+        bytes.extend_from_slice(content.as_bytes());
         bytes.push(b'\n');
         self.insert(
             path,
@@ -119,227 +309,342 @@ impl Tree {
 
     /// Inserts a directory.
     pub fn dir(&mut self, path: &str) {
-        self.insert(path, Node::Dir { mode: 0o755 });
+        self.insert(path, Node::Dir { mode: DIR_MODE });
     }
 
-    /// The node at `path`.
+    /// The entry at `path`, without following links (`None` for the root itself).
+    fn entry(&self, path: &str) -> Option<&Entry> {
+        let mut comps = components(path);
+        let mut entry = self.root.get(comps.next()?)?;
+        for name in comps {
+            let Entry::Dir(d) = entry else { return None };
+            entry = d.get(name)?;
+        }
+        Some(entry)
+    }
+
+    /// The node at `path` (links are not followed; `None` for `/`).
     pub fn get(&self, path: &str) -> Option<&Node> {
-        self.nodes.get(path).map(|n| &**n)
+        self.entry(path).map(Entry::node)
     }
 
-    /// All nodes, sorted by path.
-    pub fn iter(&self) -> impl Iterator<Item = (&str, &Node)> {
-        self.nodes.iter().map(|(p, n)| (&**p, &**n))
+    /// All nodes with their paths: parents before their entries, the entries of a directory
+    /// sorted by name.
+    pub fn iter(&self) -> Iter<'_> {
+        Iter {
+            stack: vec![(String::new(), self.root.entries.iter())],
+        }
     }
 
     /// Number of nodes.
     pub fn len(&self) -> usize {
-        self.nodes.len()
+        self.root.count()
     }
 
     /// Whether the tree is empty.
     pub fn is_empty(&self) -> bool {
-        self.nodes.is_empty()
+        self.root.entries.is_empty()
     }
+
     /// Removes `path` and everything below it; returns how many nodes were removed.
     pub fn remove(&mut self, path: &str) -> usize {
-        let prefix = format!("{path}/");
-        let below: Vec<Arc<str>> = range_from(&self.nodes, &prefix)
-            .take_while(|(p, _)| p.starts_with(&prefix))
-            .map(|(p, _)| Arc::clone(p))
-            .collect();
-        let mut n = below.len();
-        for p in below {
-            self.nodes.remove(&*p);
+        // Look first: a miss must not unshare the directories on the way.
+        if self.entry(path).is_none() {
+            return 0;
         }
-        if self.nodes.remove(path).is_some() {
-            n += 1;
+        let comps: Vec<&str> = components(path).collect();
+        let Some((last, parents)) = comps.split_last() else {
+            return 0;
+        };
+        let mut dir = Arc::make_mut(&mut self.root);
+        for name in parents {
+            let Ok(i) = dir.find(name) else { return 0 };
+            match &mut dir.entries[i].1 {
+                Entry::Dir(d) => dir = Arc::make_mut(d),
+                Entry::Leaf(_) => return 0,
+            }
         }
-        n
+        match dir.find(last) {
+            Ok(i) => dir.entries.remove(i).1.count(),
+            Err(_) => 0,
+        }
     }
 
     /// The content of the regular file at `path` (links are not followed).
     pub fn read(&self, path: &str) -> Option<&[u8]> {
-        match &**self.nodes.get(path)? {
+        match self.get(path)? {
             Node::File { content, .. } => Some(content),
             _ => None,
         }
     }
 
-    /// The direct children of the directory `path`, as (name, node), sorted by name.
+    /// The direct children of the directory `path`, as (name, node), sorted by name (none
+    /// if `path` is not a directory).
     pub fn children<'a>(&'a self, path: &str) -> impl Iterator<Item = (&'a str, &'a Node)> + 'a {
-        let prefix = if path == "/" {
-            "/".to_owned()
+        let dir = if components(path).next().is_none() {
+            Some(&*self.root)
         } else {
-            format!("{path}/")
+            match self.entry(path) {
+                Some(Entry::Dir(d)) => Some(&**d),
+                _ => None,
+            }
         };
-        let plen = prefix.len();
-        range_from(&self.nodes, &prefix)
-            .take_while(move |(p, _)| p.starts_with(&prefix))
-            .filter(move |(p, _)| !p[plen..].contains('/'))
-            .map(move |(p, n)| (&p[plen..], &**n))
+        dir.into_iter()
+            .flat_map(|d| d.entries.iter())
+            .map(|(name, e)| (name.as_str(), e.node()))
     }
 
     /// Resolves `path` to the canonical path of the node it designates, following symlinks
     /// (relative and absolute) in every component, like `realpath`. `None` if a component
     /// does not exist, a link dangles, or the link chain loops (more than 40 hops).
     pub fn resolve(&self, path: &str) -> Option<String> {
-        let mut hops = 0;
-        self.resolve_inner(path, &mut hops)
-    }
-
-    fn resolve_inner(&self, path: &str, hops: &mut u32) -> Option<String> {
         if !path.starts_with('/') {
             return None;
         }
-        let mut cur: Vec<String> = Vec::new();
-        let mut pending: Vec<String> = path
-            .split('/')
-            .filter(|c| !c.is_empty())
-            .rev()
-            .map(str::to_owned)
-            .collect();
+        let mut hops = 0u32;
+        // The components still to walk, last first; and the walked ones, each with the
+        // directory it is (`None`: not a directory).
+        let mut pending: Vec<&str> = components(path).rev().collect();
+        let mut walked: Vec<(&str, Option<&Dir>)> = Vec::new();
         while let Some(comp) = pending.pop() {
-            match comp.as_str() {
+            match comp {
                 "." => continue,
                 ".." => {
-                    cur.pop();
+                    walked.pop();
                     continue;
                 }
                 _ => {}
             }
-            cur.push(comp);
-            let joined = format!("/{}", cur.join("/"));
-            if let Node::Link { target } = &**self.nodes.get(joined.as_str())? {
-                {
-                    *hops += 1;
-                    if *hops > 40 {
-                        return None;
+            let cur = match walked.last() {
+                None => &*self.root,
+                Some((_, Some(d))) => *d,
+                Some((_, None)) => return None,
+            };
+            match cur.get(comp)? {
+                Entry::Dir(d) => walked.push((comp, Some(d))),
+                Entry::Leaf(n) => match &**n {
+                    Node::Link { target } => {
+                        hops += 1;
+                        if hops > 40 {
+                            return None;
+                        }
+                        if target.starts_with('/') {
+                            walked.clear();
+                        }
+                        pending.extend(components(target).rev());
                     }
-                    cur.pop();
-                    let base = if target.starts_with('/') {
-                        cur.clear();
-                        target.clone()
-                    } else {
-                        target.clone()
-                    };
-                    for c in base.split('/').filter(|c| !c.is_empty()).rev() {
-                        pending.push(c.to_owned());
-                    }
-                }
+                    _ => walked.push((comp, None)),
+                },
             }
         }
-        Some(format!("/{}", cur.join("/")))
+        let mut out = String::new();
+        for (name, _) in &walked {
+            out.push('/');
+            out.push_str(name);
+        }
+        if out.is_empty() {
+            out.push('/');
+        }
+        Some(out)
     }
 
     /// The union of `parts`, each a tree rendered on its own, as if they had been rendered one
     /// after the other into one tree; `None` if two parts hold different nodes at one path
     /// (then the order they were rendered in would decide, and the caller renders in one
     /// pass instead). Paths they share with equal nodes (common parent directories) are
-    /// kept once.
+    /// kept once; subtrees only one part has are shared with it, not copied.
     pub(crate) fn union(parts: &[&Tree]) -> Option<Tree> {
-        // Each part is sorted: merged two at a time, smallest first (each merge costs the
-        // size of both sides), with no sort.
-        let mut parts = parts.to_vec();
-        parts.sort_by_key(|t| t.len());
-        let mut acc: Vec<(Arc<str>, Arc<Node>)> = Vec::new();
+        let mut acc = Tree::new();
         for part in parts {
-            acc = merge_sorted(acc, &part.nodes)?;
+            acc.root = merge_dirs(&acc.root, &part.root)?;
         }
-        // Sorted input: the map is built in one pass.
-        Some(Tree {
-            nodes: acc.into_iter().collect(),
-        })
+        Some(acc)
     }
 
-    /// [`Tree::union`] of `self` and `part`, by inserting `part`'s nodes into `self`
-    /// (cheaper when `part` is small).
-    pub(crate) fn union_with(mut self, part: &Tree) -> Option<Tree> {
-        for (path, node) in &part.nodes {
-            match self.nodes.get(path) {
-                Some(n) if n == node => {}
-                Some(_) => return None,
-                None => {
-                    self.nodes.insert(Arc::clone(path), Arc::clone(node));
-                }
-            }
-        }
-        Some(self)
+    /// [`Tree::union`] of `self` and `part`.
+    pub(crate) fn union_with(self, part: &Tree) -> Option<Tree> {
+        Some(Tree {
+            root: merge_dirs(&self.root, &part.root)?,
+        })
     }
 
     /// The differences that turn `self` into `new`: paths to remove (children before
     /// parents) and paths to create or rewrite (parents before children).
     pub fn diff(&self, new: &Tree) -> TreeDiff {
-        // One merge pass over the two sorted maps.
-        let mut removed = Vec::new();
-        let mut changed = Vec::new();
-        let mut a = self.nodes.iter().peekable();
-        let mut b = new.nodes.iter().peekable();
-        loop {
-            match (a.peek(), b.peek()) {
-                (None, None) => break,
-                (Some((pa, _)), None) => {
-                    removed.push(pa.to_string());
-                    a.next();
-                }
-                (None, Some((pb, _))) => {
-                    changed.push(pb.to_string());
-                    b.next();
-                }
-                (Some((pa, na)), Some((pb, nb))) => match pa.cmp(pb) {
-                    std::cmp::Ordering::Less => {
-                        removed.push(pa.to_string());
-                        a.next();
-                    }
-                    std::cmp::Ordering::Greater => {
-                        changed.push(pb.to_string());
-                        b.next();
-                    }
-                    std::cmp::Ordering::Equal => {
-                        if std::mem::discriminant(&***na) != std::mem::discriminant(&***nb) {
-                            removed.push(pa.to_string());
-                        }
-                        if na != nb {
-                            changed.push(pb.to_string());
-                        }
-                        a.next();
-                        b.next();
-                    }
-                },
-            }
-        }
-        removed.reverse();
-        TreeDiff { removed, changed }
+        let mut d = TreeDiff::default();
+        let mut path = String::new();
+        diff_dirs(&mut path, &self.root, &new.root, &mut d);
+        d.removed.reverse();
+        d
     }
 }
 
-/// The sorted union of `acc` (sorted, no duplicates) and `part`; `None` if they hold different
-/// nodes at one path (see [`Tree::union`]).
-fn merge_sorted(
-    acc: Vec<(Arc<str>, Arc<Node>)>,
-    part: &BTreeMap<Arc<str>, Arc<Node>>,
-) -> Option<Vec<(Arc<str>, Arc<Node>)>> {
-    let mut out = Vec::with_capacity(acc.len() + part.len());
-    let mut a = acc.into_iter().peekable();
-    let mut b = part.iter().peekable();
-    while let (Some((pa, na)), Some((pb, nb))) = (a.peek(), b.peek()) {
-        match (**pa).cmp(&***pb) {
-            std::cmp::Ordering::Less => out.extend(a.next()),
-            std::cmp::Ordering::Greater => {
-                out.extend(b.next().map(|(p, n)| (Arc::clone(p), Arc::clone(n))));
-            }
-            std::cmp::Ordering::Equal => {
-                if na != *nb {
-                    return None;
+/// The union of two directories (see [`Tree::union`]): `None` if they disagree about a
+/// path. Shares whatever one side has alone, and returns the bigger side itself when the
+/// smaller adds nothing to it.
+fn merge_dirs(a: &Arc<Dir>, b: &Arc<Dir>) -> Option<Arc<Dir>> {
+    if Arc::ptr_eq(a, b) {
+        return Some(Arc::clone(a));
+    }
+    if a.node != b.node {
+        return None;
+    }
+    let (big, small) = if a.entries.len() >= b.entries.len() {
+        (a, b)
+    } else {
+        (b, a)
+    };
+    // What `small` adds to `big`: (position in `big`, whether it replaces the entry there,
+    // the entry), in order.
+    let mut changes: Vec<(usize, bool, &Name, Entry)> = Vec::new();
+    for (name, e) in &small.entries {
+        match big.find(name.as_str()) {
+            Err(pos) => changes.push((pos, false, name, e.clone())),
+            Ok(i) => match (&big.entries[i].1, e) {
+                (Entry::Dir(x), Entry::Dir(y)) => {
+                    let m = merge_dirs(x, y)?;
+                    if !Arc::ptr_eq(&m, x) {
+                        changes.push((i, true, name, Entry::Dir(m)));
+                    }
                 }
-                out.extend(a.next());
-                b.next();
-            }
+                // `Arc`'s equality compares pointers first.
+                (Entry::Leaf(x), Entry::Leaf(y)) if x == y => {}
+                _ => return None,
+            },
         }
     }
-    out.extend(a);
-    out.extend(b.map(|(p, n)| (Arc::clone(p), Arc::clone(n))));
-    Some(out)
+    if changes.is_empty() {
+        return Some(Arc::clone(big));
+    }
+    let mut entries = Vec::with_capacity(big.entries.len() + changes.len());
+    let mut changes = changes.into_iter().peekable();
+    for (i, (name, e)) in big.entries.iter().enumerate() {
+        let mut replaced = false;
+        while let Some((_, replaces, new_name, new)) = changes.next_if(|c| c.0 == i) {
+            entries.push((new_name.clone(), new));
+            replaced |= replaces;
+        }
+        if !replaced {
+            entries.push((name.clone(), e.clone()));
+        }
+    }
+    entries.extend(changes.map(|(_, _, name, e)| (name.clone(), e)));
+    Some(Arc::new(Dir {
+        node: big.node.clone(),
+        entries,
+    }))
+}
+
+/// Appends `/name` to `path` (the root's path is empty); returns the old length.
+fn push_name(path: &mut String, name: &str) -> usize {
+    let len = path.len();
+    path.push('/');
+    path.push_str(name);
+    len
+}
+
+/// Every path at and below `e` (at `path`), parents first.
+fn all_paths(path: &mut String, e: &Entry, out: &mut Vec<String>) {
+    out.push(path.clone());
+    if let Entry::Dir(d) = e {
+        for (name, child) in &d.entries {
+            let len = push_name(path, name.as_str());
+            all_paths(path, child, out);
+            path.truncate(len);
+        }
+    }
+}
+
+/// [`Tree::diff`] of two directories at `path`, into `d` (removals parents first: the
+/// caller reverses them).
+fn diff_dirs(path: &mut String, old: &Dir, new: &Dir, d: &mut TreeDiff) {
+    let mut a = old.entries.iter().peekable();
+    let mut b = new.entries.iter().peekable();
+    loop {
+        let order = match (a.peek(), b.peek()) {
+            (None, None) => break,
+            (Some((na, _)), Some((nb, _))) => na.as_str().cmp(nb.as_str()),
+            (Some(_), None) => Ordering::Less,
+            (None, Some(_)) => Ordering::Greater,
+        };
+        let (name, ea, eb) = match order {
+            Ordering::Less => {
+                let Some((n, x)) = a.next() else { break };
+                (n, Some(x), None)
+            }
+            Ordering::Greater => {
+                let Some((n, y)) = b.next() else { break };
+                (n, None, Some(y))
+            }
+            Ordering::Equal => {
+                let (Some((n, x)), Some((_, y))) = (a.next(), b.next()) else {
+                    break;
+                };
+                (n, Some(x), Some(y))
+            }
+        };
+        let len = push_name(path, name.as_str());
+        match (ea, eb) {
+            (Some(x), None) => all_paths(path, x, &mut d.removed),
+            (None, Some(y)) => all_paths(path, y, &mut d.changed),
+            (Some(Entry::Dir(x)), Some(Entry::Dir(y))) => {
+                if !Arc::ptr_eq(x, y) {
+                    if x.node != y.node {
+                        d.changed.push(path.clone());
+                    }
+                    diff_dirs(path, x, y, d);
+                }
+            }
+            (Some(Entry::Leaf(x)), Some(Entry::Leaf(y))) => {
+                if std::mem::discriminant(&**x) != std::mem::discriminant(&**y) {
+                    d.removed.push(path.clone());
+                }
+                if x != y {
+                    d.changed.push(path.clone());
+                }
+            }
+            // A directory became a file or the other way round: all of the old goes, all
+            // of the new comes.
+            (Some(x), Some(y)) => {
+                all_paths(path, x, &mut d.removed);
+                all_paths(path, y, &mut d.changed);
+            }
+            (None, None) => {}
+        }
+        path.truncate(len);
+    }
+}
+
+/// The nodes of a [`Tree`] with their paths ([`Tree::iter`]).
+#[derive(Debug)]
+pub struct Iter<'a> {
+    /// The path of each open directory and where its entries are.
+    stack: Vec<(String, std::slice::Iter<'a, (Name, Entry)>)>,
+}
+
+impl<'a> Iterator for Iter<'a> {
+    type Item = (String, &'a Node);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            let (dir, entries) = self.stack.last_mut()?;
+            let Some((name, e)) = entries.next() else {
+                self.stack.pop();
+                continue;
+            };
+            let mut path = String::with_capacity(dir.len() + 1 + name.as_str().len());
+            path.push_str(dir);
+            path.push('/');
+            path.push_str(name.as_str());
+            return Some(match e {
+                Entry::Leaf(n) => (path, &**n),
+                Entry::Dir(d) => {
+                    self.stack.push((path.clone(), d.entries.iter()));
+                    (path, &d.node)
+                }
+            });
+        }
+    }
 }
 
 /// The raw target sysfs gives a symlink placed in directory `from_dir` that points at `to`
@@ -447,7 +752,7 @@ mod tests {
         b.attr("/sys/a", 0o444, "1");
         let mut whole = a.clone();
         for (p, n) in b.iter() {
-            whole.insert(p, n.clone());
+            whole.insert(&p, n.clone());
         }
         assert_eq!(Tree::union(&[&a, &b, &a]).as_ref(), Some(&whole));
         assert_eq!(Tree::union(&[&b, &a]).as_ref(), Some(&whole));
@@ -472,5 +777,270 @@ mod tests {
             t.read("/sys/devices/platform/host0/scsi_host/host0/scan"),
             Some(&b"\n"[..])
         );
+    }
+
+    #[test]
+    fn directories_keep_entries_and_non_directories_replace_them() {
+        let mut t = Tree::new();
+        t.attr("/a/b/c", 0o444, "1");
+        // A directory where one is: the entries stay, the mode changes.
+        t.insert("/a/b", Node::Dir { mode: 0o700 });
+        assert_eq!(t.get("/a/b"), Some(&Node::Dir { mode: 0o700 }));
+        assert_eq!(t.read("/a/b/c"), Some(&b"1\n"[..]));
+        // Below a file: the file becomes a directory.
+        t.attr("/a/b/c/d", 0o444, "2");
+        assert_eq!(t.get("/a/b/c"), Some(&Node::Dir { mode: 0o755 }));
+        // A file where a directory is: its subtree goes.
+        t.attr("/a/b", 0o444, "3");
+        assert_eq!(t.get("/a/b/c"), None);
+        assert_eq!(t.len(), 2);
+        // `//` and a trailing `/` name the same node.
+        assert_eq!(t.read("//a/b/"), Some(&b"3\n"[..]));
+        assert_eq!(t.get("/"), None);
+        assert_eq!(t.remove("/"), 0);
+    }
+
+    #[test]
+    fn copies_and_unions_share_what_they_do_not_change() {
+        let a = sample();
+        let mut b = a.clone();
+        b.attr("/sys/devices/platform/host0/new", 0o444, "x");
+        // Only the directories on the way to the change were copied.
+        let (Some(Entry::Dir(sa)), Some(Entry::Dir(sb))) = (a.root.get("sys"), b.root.get("sys"))
+        else {
+            panic!("/sys is a directory in both");
+        };
+        assert!(!Arc::ptr_eq(sa, sb));
+        assert!(Arc::ptr_eq(
+            sa.entries
+                .iter()
+                .find(|(n, _)| n.as_str() == "class")
+                .map(|(_, e)| e)
+                .and_then(|e| match e {
+                    Entry::Dir(d) => Some(d),
+                    Entry::Leaf(_) => None,
+                })
+                .expect("class"),
+            sb.entries
+                .iter()
+                .find(|(n, _)| n.as_str() == "class")
+                .map(|(_, e)| e)
+                .and_then(|e| match e {
+                    Entry::Dir(d) => Some(d),
+                    Entry::Leaf(_) => None,
+                })
+                .expect("class"),
+        ));
+        // A union that adds nothing is the bigger side itself.
+        let u = Tree::union(&[&b, &a]).expect("no conflict");
+        assert!(Arc::ptr_eq(&u.root, &b.root));
+        assert_eq!(a.diff(&b).changed, ["/sys/devices/platform/host0/new"]);
+    }
+
+    mod model {
+        //! [`Tree`] against the plain statement of its rules: a sorted map of whole paths.
+
+        use std::collections::BTreeMap;
+
+        use proptest::prelude::*;
+
+        use super::super::{Node, Tree};
+
+        /// The reference: every node by its normalized path (`/a/b`).
+        type Flat = BTreeMap<String, Node>;
+
+        fn norm(path: &str) -> Vec<&str> {
+            path.split('/').filter(|c| !c.is_empty()).collect()
+        }
+
+        fn join(comps: &[&str]) -> String {
+            comps.iter().map(|c| format!("/{c}")).collect()
+        }
+
+        fn remove_below(m: &mut Flat, path: &str) -> usize {
+            let prefix = format!("{path}/");
+            let below: Vec<String> = m
+                .keys()
+                .filter(|k| k.starts_with(&prefix))
+                .cloned()
+                .collect();
+            below.iter().for_each(|k| {
+                m.remove(k);
+            });
+            below.len()
+        }
+
+        /// The module doc's rules, one by one.
+        fn insert(m: &mut Flat, path: &str, node: &Node) {
+            let comps = norm(path);
+            let Some((_, parents)) = comps.split_last() else {
+                return;
+            };
+            for i in 1..=parents.len() {
+                let p = join(&comps[..i]);
+                if !matches!(m.get(&p), Some(Node::Dir { .. })) {
+                    m.insert(p, Node::Dir { mode: 0o755 });
+                }
+            }
+            let p = join(&comps);
+            if !matches!(node, Node::Dir { .. }) {
+                remove_below(m, &p);
+            }
+            m.insert(p, node.clone());
+        }
+
+        fn flat_resolve(m: &Flat, path: &str) -> Option<String> {
+            if !path.starts_with('/') {
+                return None;
+            }
+            let mut hops = 0;
+            let mut cur: Vec<String> = Vec::new();
+            let mut pending: Vec<String> =
+                norm(path).into_iter().rev().map(str::to_owned).collect();
+            while let Some(comp) = pending.pop() {
+                match comp.as_str() {
+                    "." => continue,
+                    ".." => {
+                        cur.pop();
+                        continue;
+                    }
+                    _ => {}
+                }
+                cur.push(comp);
+                let joined = format!("/{}", cur.join("/"));
+                if let Node::Link { target } = m.get(&joined)? {
+                    hops += 1;
+                    if hops > 40 {
+                        return None;
+                    }
+                    cur.pop();
+                    if target.starts_with('/') {
+                        cur.clear();
+                    }
+                    pending.extend(norm(target).into_iter().rev().map(str::to_owned));
+                }
+            }
+            Some(format!("/{}", cur.join("/")))
+        }
+
+        fn flat(t: &Tree) -> Flat {
+            t.iter().map(|(p, n)| (p, n.clone())).collect()
+        }
+
+        #[derive(Debug, Clone)]
+        enum Op {
+            Insert(String, Node),
+            Remove(String),
+        }
+
+        fn path() -> impl Strategy<Value = String> {
+            prop::collection::vec(prop::sample::select(vec!["a", "b", "a-b", "c", "."]), 1..4)
+                .prop_map(|c| c.iter().map(|c| format!("/{c}")).collect::<String>())
+                .prop_filter("not the root", |p| !norm(p).iter().all(|c| *c == "."))
+        }
+
+        fn node() -> impl Strategy<Value = Node> {
+            prop_oneof![
+                prop::sample::select(vec![0o755u32, 0o700]).prop_map(|mode| Node::Dir { mode }),
+                (0u8..2).prop_map(|c| Node::File {
+                    mode: 0o444,
+                    content: vec![c]
+                }),
+                prop::sample::select(vec!["a", "../b", "/a/b", "..", "/c/../a", "x", "."])
+                    .prop_map(|t| Node::Link {
+                        target: t.to_owned()
+                    }),
+            ]
+        }
+
+        fn op() -> impl Strategy<Value = Op> {
+            prop_oneof![
+                4 => (path(), node()).prop_map(|(p, n)| Op::Insert(p, n)),
+                1 => path().prop_map(Op::Remove),
+            ]
+        }
+
+        fn build(ops: &[Op]) -> (Tree, Flat) {
+            let mut t = Tree::new();
+            let mut m = Flat::new();
+            for op in ops {
+                match op {
+                    Op::Insert(p, n) => {
+                        t.insert(p, n.clone());
+                        insert(&mut m, p, n);
+                    }
+                    Op::Remove(p) => {
+                        let want = match m.remove(&join(&norm(p))) {
+                            Some(_) => 1 + remove_below(&mut m, &join(&norm(p))),
+                            None => 0,
+                        };
+                        assert_eq!(t.remove(p), want, "remove {p}");
+                    }
+                }
+            }
+            (t, m)
+        }
+
+        proptest! {
+            /// After any history of inserts and removes, the tree holds exactly what the
+            /// rules say, and every query answers as on the flat map: lookups, children,
+            /// `realpath`, diffs (applied to the old map they give the new one, in an order
+            /// a directory writer can follow) and unions (the union of the maps, or `None`
+            /// when they disagree about a path).
+            #[test]
+            fn the_tree_is_the_flat_map_of_its_rules(
+                ops in prop::collection::vec(op(), 0..24),
+                other in prop::collection::vec(op(), 0..12),
+                probes in prop::collection::vec(path(), 8),
+            ) {
+                let (t, m) = build(&ops);
+                prop_assert_eq!(flat(&t), m.clone());
+                prop_assert_eq!(t.len(), m.len());
+                prop_assert_eq!(t.is_empty(), m.is_empty());
+                for p in probes.iter().map(String::as_str).chain(["/", "relative"]) {
+                    let key = join(&norm(p));
+                    prop_assert_eq!(t.get(p), m.get(&key));
+                    let kids: Vec<(String, Node)> = t.children(p).map(|(n, node)| (n.to_owned(), node.clone())).collect();
+                    let prefix = if key.is_empty() { "/".to_owned() } else { format!("{key}/") };
+                    let want: Vec<(String, Node)> = if key.is_empty() || matches!(m.get(&key), Some(Node::Dir { .. })) {
+                        m.iter()
+                            .filter_map(|(k, n)| k.strip_prefix(&prefix).filter(|r| !r.contains('/')).map(|r| (r.to_owned(), n.clone())))
+                            .collect()
+                    } else {
+                        Vec::new()
+                    };
+                    let mut sorted = want.clone();
+                    sorted.sort_by(|a, b| a.0.cmp(&b.0));
+                    prop_assert_eq!(&kids, &sorted, "children of {}", p);
+                    prop_assert_eq!(t.resolve(p), flat_resolve(&m, p), "resolve {}", p);
+                }
+
+                let (u, n) = build(&other);
+                prop_assert_eq!(t == u, m == n);
+                // Diff: the old map, minus the removed, plus the changed, is the new map.
+                let d = t.diff(&u);
+                let mut applied = m.clone();
+                for r in &d.removed {
+                    prop_assert!(applied.remove(r).is_some(), "removed {} was not there", r);
+                }
+                for c in &d.changed {
+                    applied.insert(c.clone(), n[c].clone());
+                }
+                prop_assert_eq!(&applied, &n);
+                for (i, r) in d.removed.iter().enumerate() {
+                    prop_assert!(!d.removed[i + 1..].iter().any(|later| later.starts_with(&format!("{r}/"))), "removed: {} before a child", r);
+                }
+                for (i, c) in d.changed.iter().enumerate() {
+                    prop_assert!(!d.changed[..i].iter().any(|earlier| earlier.starts_with(&format!("{c}/"))), "changed: {} after a child", c);
+                }
+                // Union: the maps' union, unless they disagree somewhere.
+                let agree = m.iter().all(|(k, v)| n.get(k).is_none_or(|w| w == v));
+                let mut both = m.clone();
+                both.extend(n.clone());
+                let union = Tree::union(&[&t, &u]);
+                prop_assert_eq!(union.as_ref().map(flat), agree.then_some(both.clone()));
+                prop_assert_eq!(t.clone().union_with(&u).map(|x| flat(&x)), agree.then_some(both));
+            }
+        }
     }
 }

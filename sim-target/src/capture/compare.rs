@@ -623,7 +623,7 @@ pub fn compare(real: &CaptureTree, sim: &Tree, scope: &Scope) -> Vec<Mismatch> {
         .collect();
     let sim_map: BTreeMap<String, Entry> = sim
         .iter()
-        .map(|(p, n)| scope.normalise(Side::Sim, p, node_to_entry(n)))
+        .map(|(p, n)| scope.normalise(Side::Sim, &p, node_to_entry(n)))
         .collect();
     let paths: BTreeSet<&String> = real_map.keys().chain(sim_map.keys()).collect();
     let mut out = Vec::new();

@@ -29,14 +29,9 @@ const CLASSES: &[&str] = &[
 
 /// Writes a table of attributes under `base`, with `over` replacing values by name.
 pub(crate) fn put_attrs(t: &mut Tree, base: &str, table: &[Attr], over: &[(&str, String)]) {
-    let mut path = String::with_capacity(base.len() + 32);
-    let mut base_exists = false;
+    // One walk to `base`, then each attribute below it.
+    let mut dir = t.dir_mut(base);
     for a in table {
-        // Built by hand: `format!` here was a tenth of a render.
-        path.clear();
-        path.push_str(base);
-        path.push('/');
-        path.push_str(a.path);
         let value = over
             .iter()
             .find(|(n, _)| *n == a.path)
@@ -54,14 +49,7 @@ pub(crate) fn put_attrs(t: &mut Tree, base: &str, table: &[Attr], over: &[(&str,
             // A constant of the table: one node, shared by every tree.
             _ => constant_node(a),
         };
-        // Once one attribute is in, `base` exists: its direct attributes skip the parent
-        // lookup (half the cost of an insert).
-        if base_exists && !a.path.contains('/') {
-            t.insert_in_existing_dir(&path, node);
-        } else {
-            t.insert_shared(&path, node);
-            base_exists = true;
-        }
+        dir.insert_static(a.path, node);
     }
 }
 

@@ -205,7 +205,7 @@ fn compare(w: &World, h: HostId, v: VolumeId, capture: &str) -> Vec<String> {
     }
     assert!(seen.len() >= 5, "{capture}: nothing compared");
     for (path, _) in t.iter() {
-        if in_scope(path) && !seen.contains(path) {
+        if in_scope(&path) && !seen.contains(path.as_str()) {
             problems.push(format!("extra {path}"));
         }
     }
