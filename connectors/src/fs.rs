@@ -9,6 +9,7 @@
 
 use std::fs;
 use std::io::{ErrorKind, Read as _};
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 use crate::host::{Host, HostError, HostPath};
@@ -175,69 +176,66 @@ impl<'a> HostFs<'a> {
     }
 
     fn resolve(&self, path: &HostPath, follow_last: bool) -> Result<HostPath, FsError> {
-        let mut resolved: Vec<String> = Vec::new();
-        // `resolved` as a host path (`/a/b`), kept alongside so that asking the view about
-        // each component allocates nothing (components never contain `/`).
+        // The resolved components as a host path (`/a/b`, empty for the root): asking the
+        // view about each component allocates nothing (components never contain `/`).
         let mut joined = String::with_capacity(path.as_str().len());
-        // Components still to walk, in reverse order (pop from the end).
-        let mut pending: Vec<String> = path
-            .as_str()
-            .split('/')
-            .filter(|c| !c.is_empty())
+        // Link targets met so far; the components still to walk point into them or into
+        // `path` (in reverse order: pop from the end), so walking allocates no component.
+        let mut targets: Vec<String> = Vec::new();
+        let mut pending: Vec<(Source, Range<usize>)> = component_ranges(path.as_str())
             .rev()
-            .map(str::to_owned)
+            .map(|r| (Source::Path, r))
             .collect();
         let mut links = 0usize;
-        while let Some(comp) = pending.pop() {
-            match comp.as_str() {
+        while let Some((source, range)) = pending.pop() {
+            let text = match source {
+                Source::Path => path.as_str(),
+                Source::Target(i) => targets[i].as_str(),
+            };
+            match &text[range] {
                 "." => continue,
                 ".." => {
-                    resolved.pop();
                     pop_component(&mut joined);
                     continue;
                 }
-                _ => {}
+                comp => {
+                    joined.push('/');
+                    joined.push_str(comp);
+                }
             }
-            joined.push('/');
-            joined.push_str(&comp);
-            resolved.push(comp);
             if pending.is_empty() && !follow_last {
                 break;
             }
-            let Some(target) = self.link_target(&resolved, &joined, path, &mut links)? else {
+            let Some(target) = self.link_target(&joined, path, &mut links)? else {
                 // Missing, unreadable or not a link: keep going literally.
                 continue;
             };
-            let target = target.as_str();
             if target.is_empty() || target.contains('\0') {
                 return Err(FsError::BadLink {
-                    path: to_host_path(&resolved)?,
-                    target: target.to_owned(),
+                    path: to_host_path(&joined)?,
+                    target,
                 });
             }
             // The link itself is replaced by its target.
-            resolved.pop();
             pop_component(&mut joined);
             if target.starts_with('/') {
-                resolved.clear();
                 joined.clear();
             }
+            let i = targets.len();
             pending.extend(
-                target
-                    .split('/')
-                    .filter(|c| !c.is_empty())
+                component_ranges(&target)
                     .rev()
-                    .map(str::to_owned),
+                    .map(|r| (Source::Target(i), r)),
             );
+            targets.push(target);
         }
-        to_host_path(&resolved)
+        to_host_path(&joined)
     }
 
-    /// The raw target if the already resolved `resolved` (`joined` as a host path) is a
-    /// symlink (counting it against the loop bound), `None` if it is missing or anything else.
+    /// The raw target if the already resolved `joined` (a host path) is a symlink (counting
+    /// it against the loop bound), `None` if it is missing or anything else.
     fn link_target(
         &self,
-        resolved: &[String],
         joined: &str,
         path: &HostPath,
         links: &mut usize,
@@ -251,7 +249,7 @@ impl<'a> HostFs<'a> {
                 _ => return Ok(None),
             },
             None => {
-                let physical = self.physical(resolved);
+                let physical = self.physical(joined);
                 let Ok(meta) = fs::symlink_metadata(&physical) else {
                     return Ok(None);
                 };
@@ -259,7 +257,7 @@ impl<'a> HostFs<'a> {
                     return Ok(None);
                 }
                 count_link(links, path)?;
-                let link_path = to_host_path(resolved)?;
+                let link_path = to_host_path(joined)?;
                 let target = fs::read_link(&physical).map_err(|source| FsError::Io {
                     path: link_path.clone(),
                     source,
@@ -276,10 +274,11 @@ impl<'a> HostFs<'a> {
         Ok(Some(target))
     }
 
-    /// The real path on this machine of an already resolved component list.
-    fn physical(&self, resolved: &[String]) -> PathBuf {
+    /// The real path under the root of `joined`, a host path whose components were
+    /// resolved inside the root.
+    fn physical(&self, joined: &str) -> PathBuf {
         let mut p = self.root.to_path_buf();
-        p.extend(resolved);
+        p.extend(joined.split('/').filter(|c| !c.is_empty()));
         p
     }
 
@@ -518,8 +517,27 @@ fn pop_component(joined: &mut String) {
     joined.truncate(end);
 }
 
-fn to_host_path(resolved: &[String]) -> Result<HostPath, FsError> {
-    Ok(HostPath::new(format!("/{}", resolved.join("/")))?)
+/// The host path `joined` as [`HostFs::resolve`] builds it (empty for the root).
+fn to_host_path(joined: &str) -> Result<HostPath, FsError> {
+    Ok(HostPath::new(if joined.is_empty() { "/" } else { joined })?)
+}
+
+/// Where a component [`HostFs::resolve`] has still to walk is written.
+#[derive(Debug, Clone, Copy)]
+enum Source {
+    /// The path asked about.
+    Path,
+    /// The `n`th link target met.
+    Target(usize),
+}
+
+/// The byte ranges of the components of `path` (empty components skipped).
+fn component_ranges(path: &str) -> impl DoubleEndedIterator<Item = Range<usize>> + '_ {
+    let base = path.as_ptr().addr();
+    path.split('/').filter(|c| !c.is_empty()).map(move |c| {
+        let start = c.as_ptr().addr() - base;
+        start..start + c.len()
+    })
 }
 
 #[cfg(test)]

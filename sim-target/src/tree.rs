@@ -66,18 +66,45 @@ enum Entry {
     Dir(Arc<Dir>),
 }
 
-/// An entry's name: most names come from the attribute tables (`'static`), which need no
-/// allocation.
+/// An entry's name. Most names come from the attribute tables (`'static`) or are short
+/// (`host3`, `3:0:0:1`, `uevent`): neither needs an allocation.
 #[derive(Clone)]
 enum Name {
     Static(&'static str),
+    /// Up to [`INLINE`] bytes, with their length.
+    Inline(u8, [u8; INLINE]),
     Owned(Arc<str>),
 }
 
+/// The longest name kept inline (the enum stays three words).
+const INLINE: usize = 22;
+
 impl Name {
+    fn new(name: &str) -> Self {
+        match u8::try_from(name.len()) {
+            Ok(len) if name.len() <= INLINE => {
+                let mut bytes = [0; INLINE];
+                bytes[..name.len()].copy_from_slice(name.as_bytes());
+                Name::Inline(len, bytes)
+            }
+            _ => Name::Owned(Arc::from(name)),
+        }
+    }
+
+    /// The name's bytes: what names are compared and sorted by (the order of `str`).
+    fn as_bytes(&self) -> &[u8] {
+        match self {
+            Name::Static(s) => s.as_bytes(),
+            Name::Inline(len, bytes) => &bytes[..usize::from(*len)],
+            Name::Owned(s) => s.as_bytes(),
+        }
+    }
+
     fn as_str(&self) -> &str {
         match self {
             Name::Static(s) => s,
+            // Copied from a `str` whole: always UTF-8.
+            Name::Inline(..) => std::str::from_utf8(self.as_bytes()).unwrap_or_default(),
             Name::Owned(s) => s,
         }
     }
@@ -85,7 +112,7 @@ impl Name {
 
 impl PartialEq for Name {
     fn eq(&self, other: &Self) -> bool {
-        self.as_str() == other.as_str()
+        self.as_bytes() == other.as_bytes()
     }
 }
 
@@ -115,7 +142,8 @@ impl Dir {
 
     /// Where `name` is (`Ok`), or where it would go (`Err`).
     fn find(&self, name: &str) -> Result<usize, usize> {
-        self.entries.binary_search_by(|(n, _)| n.as_str().cmp(name))
+        self.entries
+            .binary_search_by(|(n, _)| n.as_bytes().cmp(name.as_bytes()))
     }
 
     fn get(&self, name: &str) -> Option<&Entry> {
@@ -200,7 +228,7 @@ fn new_dir_entry(node: &Node) -> Entry {
 
 /// The name of a new entry whose text is borrowed only for now.
 fn owned_name(name: &str) -> Name {
-    Name::Owned(Arc::from(name))
+    Name::new(name)
 }
 
 impl Entry {
@@ -248,6 +276,11 @@ impl DirMut<'_> {
     /// attribute table's): its names are not copied.
     pub(crate) fn insert_static(&mut self, rel: &'static str, node: Arc<Node>) {
         self.dir.put_path(rel, node, Name::Static);
+    }
+
+    /// Makes room for `n` more entries in this directory.
+    pub(crate) fn reserve(&mut self, n: usize) {
+        self.dir.entries.reserve(n);
     }
 }
 
@@ -456,16 +489,15 @@ impl Tree {
     pub(crate) fn union(parts: &[&Tree]) -> Option<Tree> {
         let mut acc = Tree::new();
         for part in parts {
-            acc.root = merge_dirs(&acc.root, &part.root)?;
+            merge_into(&mut acc.root, &part.root)?;
         }
         Some(acc)
     }
 
     /// [`Tree::union`] of `self` and `part`.
-    pub(crate) fn union_with(self, part: &Tree) -> Option<Tree> {
-        Some(Tree {
-            root: merge_dirs(&self.root, &part.root)?,
-        })
+    pub(crate) fn union_with(mut self, part: &Tree) -> Option<Tree> {
+        merge_into(&mut self.root, &part.root)?;
+        Some(self)
     }
 
     /// The differences that turn `self` into `new`: paths to remove (children before
@@ -477,6 +509,38 @@ impl Tree {
         d.removed.reverse();
         d
     }
+}
+
+/// Merges `part` into `acc` (see [`Tree::union`]): in place where `acc` holds the only
+/// copy of a directory (a union being built), by [`merge_dirs`] where it shares it. `None`
+/// if they disagree about a path (`acc` is then half merged).
+fn merge_into(acc: &mut Arc<Dir>, part: &Arc<Dir>) -> Option<()> {
+    if Arc::ptr_eq(acc, part) {
+        return Some(());
+    }
+    let Some(dir) = Arc::get_mut(acc) else {
+        *acc = merge_dirs(acc, part)?;
+        return Some(());
+    };
+    if dir.node != part.node {
+        return None;
+    }
+    if dir.entries.is_empty() {
+        *acc = Arc::clone(part);
+        return Some(());
+    }
+    for (name, e) in &part.entries {
+        match dir.find(name.as_str()) {
+            Err(pos) => dir.entries.insert(pos, (name.clone(), e.clone())),
+            Ok(i) => match (&mut dir.entries[i].1, e) {
+                (Entry::Dir(x), Entry::Dir(y)) => merge_into(x, y)?,
+                // `Arc`'s equality compares pointers first.
+                (Entry::Leaf(x), Entry::Leaf(y)) if x == y => {}
+                _ => return None,
+            },
+        }
+    }
+    Some(())
 }
 
 /// The union of two directories (see [`Tree::union`]): `None` if they disagree about a
@@ -563,7 +627,7 @@ fn diff_dirs(path: &mut String, old: &Dir, new: &Dir, d: &mut TreeDiff) {
     loop {
         let order = match (a.peek(), b.peek()) {
             (None, None) => break,
-            (Some((na, _)), Some((nb, _))) => na.as_str().cmp(nb.as_str()),
+            (Some((na, _)), Some((nb, _))) => na.as_bytes().cmp(nb.as_bytes()),
             (Some(_), None) => Ordering::Less,
             (None, Some(_)) => Ordering::Greater,
         };
@@ -652,16 +716,22 @@ impl<'a> Iterator for Iter<'a> {
 /// `to`'s parent, then down (`kernfs_get_target_path`). So a link to an ancestor still names
 /// it (`device -> ../../../0:0:0:1`).
 pub(crate) fn sysfs_link(from_dir: &str, to: &str) -> String {
-    let from: Vec<&str> = from_dir.split('/').filter(|c| !c.is_empty()).collect();
-    let to: Vec<&str> = to.split('/').filter(|c| !c.is_empty()).collect();
-    let parent_len = to.len().saturating_sub(1);
-    let common = from
-        .iter()
-        .zip(to.iter().take(parent_len))
+    let up = components(from_dir).count();
+    let parent_len = components(to).count().saturating_sub(1);
+    let common = components(from_dir)
+        .zip(components(to).take(parent_len))
         .take_while(|(a, b)| a == b)
         .count();
-    let mut out = "../".repeat(from.len() - common);
-    out.push_str(&to.get(common..).unwrap_or_default().join("/"));
+    let mut out = String::with_capacity(3 * (up - common) + to.len());
+    for _ in common..up {
+        out.push_str("../");
+    }
+    for (i, c) in components(to).skip(common).enumerate() {
+        if i > 0 {
+            out.push('/');
+        }
+        out.push_str(c);
+    }
     out
 }
 
@@ -934,9 +1004,21 @@ mod tests {
         }
 
         fn path() -> impl Strategy<Value = String> {
-            prop::collection::vec(prop::sample::select(vec!["a", "b", "a-b", "c", "."]), 1..4)
-                .prop_map(|c| c.iter().map(|c| format!("/{c}")).collect::<String>())
-                .prop_filter("not the root", |p| !norm(p).iter().all(|c| *c == "."))
+            prop::collection::vec(
+                prop::sample::select(vec![
+                    "a",
+                    "b",
+                    "a-b",
+                    "c",
+                    ".",
+                    // Names on both sides of the inline limit (22 bytes).
+                    "abcdefghijklmnopqrstuv",
+                    "abcdefghijklmnopqrstuvw",
+                ]),
+                1..4,
+            )
+            .prop_map(|c| c.iter().map(|c| format!("/{c}")).collect::<String>())
+            .prop_filter("not the root", |p| !norm(p).iter().all(|c| *c == "."))
         }
 
         fn node() -> impl Strategy<Value = Node> {
@@ -991,6 +1073,7 @@ mod tests {
             fn the_tree_is_the_flat_map_of_its_rules(
                 ops in prop::collection::vec(op(), 0..24),
                 other in prop::collection::vec(op(), 0..12),
+                third in prop::collection::vec(op(), 0..6),
                 probes in prop::collection::vec(path(), 8),
             ) {
                 let (t, m) = build(&ops);
@@ -1039,7 +1122,13 @@ mod tests {
                 both.extend(n.clone());
                 let union = Tree::union(&[&t, &u]);
                 prop_assert_eq!(union.as_ref().map(flat), agree.then_some(both.clone()));
-                prop_assert_eq!(t.clone().union_with(&u).map(|x| flat(&x)), agree.then_some(both));
+                prop_assert_eq!(t.clone().union_with(&u).map(|x| flat(&x)), agree.then_some(both.clone()));
+                // Three parts: the third is merged into directories the union already owns.
+                let (w, o) = build(&third);
+                let agree3 = agree && both.iter().all(|(k, v)| o.get(k).is_none_or(|x| x == v));
+                let mut all = both;
+                all.extend(o);
+                prop_assert_eq!(Tree::union(&[&t, &u, &w]).as_ref().map(flat), agree3.then_some(all));
             }
         }
     }

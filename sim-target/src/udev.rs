@@ -239,21 +239,18 @@ impl World {
 
     /// Every `/dev` link: path -> (raw target, claiming device). Highest priority wins, ties
     /// go to the device that claimed last (see the module doc).
-    pub(crate) fn dev_link_table(&self, host: HostId) -> BTreeMap<String, (String, String)> {
+    pub(crate) fn dev_link_table(&self, host: HostId) -> BTreeMap<&str, (&str, &str)> {
         let db = &self.host_ref(host).udev;
-        let mut best: BTreeMap<String, (i32, u64, String, String)> = BTreeMap::new();
+        let mut best: BTreeMap<&str, (i32, u64, &str, &str)> = BTreeMap::new();
         for (dev, claims) in &db.devices {
             let at = db.claimed_at.get(dev).copied().unwrap_or(0);
             for c in claims {
-                let better = match best.get(&c.path) {
+                let better = match best.get(c.path.as_str()) {
                     None => true,
                     Some((p, a, _, _)) => (c.priority, at) > (*p, *a),
                 };
                 if better {
-                    best.insert(
-                        c.path.clone(),
-                        (c.priority, at, dev.clone(), c.target.clone()),
-                    );
+                    best.insert(&c.path, (c.priority, at, dev, &c.target));
                 }
             }
         }
@@ -268,7 +265,7 @@ impl World {
             .into_iter()
             .map(|(p, (target, _))| {
                 let dev = target.rsplit('/').next().unwrap_or_default().to_owned();
-                (p, dev)
+                (p.to_owned(), dev)
             })
             .collect()
     }
@@ -308,8 +305,7 @@ impl World {
         if self.faults.crashed(host) {
             return Err(ControlError::new(Errno::EIO, path, "crash fault"));
         }
-        let table = self.dev_link_table(host);
-        if !table.contains_key(path) {
+        if !self.dev_link_table(host).contains_key(path) {
             let t = self.tree_shared(host);
             return Err(match t.get(path) {
                 Some(Node::Dir { .. }) => ControlError::new(Errno::EISDIR, path, "is a directory"),
@@ -383,7 +379,7 @@ impl World {
             );
         }
         for (path, (target, _)) in self.dev_link_table(host) {
-            t.link(&path, &target);
+            t.link(path, target);
         }
     }
 }

@@ -31,6 +31,7 @@ const CLASSES: &[&str] = &[
 pub(crate) fn put_attrs(t: &mut Tree, base: &str, table: &[Attr], over: &[(&str, String)]) {
     // One walk to `base`, then each attribute below it.
     let mut dir = t.dir_mut(base);
+    dir.reserve(table.iter().filter(|a| !a.path.contains('/')).count());
     for a in table {
         let value = over
             .iter()
