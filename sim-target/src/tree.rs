@@ -128,8 +128,56 @@ impl fmt::Debug for Name {
 const DIR_MODE: u32 = 0o755;
 
 /// The components of a host path (`//` and a trailing `/` ignored).
-fn components(path: &str) -> impl DoubleEndedIterator<Item = &str> {
-    path.split('/').filter(|c| !c.is_empty())
+fn components(path: &str) -> Components<'_> {
+    Components { rest: path }
+}
+
+/// The iterator of [`components`]. Paths are walked on every lookup and insert, and their
+/// components are short: a plain byte loop finds the next `/` faster than `str::split`.
+#[derive(Debug, Clone)]
+struct Components<'a> {
+    rest: &'a str,
+}
+
+impl<'a> Iterator for Components<'a> {
+    type Item = &'a str;
+
+    fn next(&mut self) -> Option<&'a str> {
+        loop {
+            if self.rest.is_empty() {
+                return None;
+            }
+            let end = self
+                .rest
+                .bytes()
+                .position(|b| b == b'/')
+                .unwrap_or(self.rest.len());
+            // `/` is one byte: both splits fall on character boundaries.
+            let (comp, rest) = self.rest.split_at(end);
+            self.rest = rest.get(1..).unwrap_or_default();
+            if !comp.is_empty() {
+                return Some(comp);
+            }
+        }
+    }
+}
+
+impl<'a> DoubleEndedIterator for Components<'a> {
+    fn next_back(&mut self) -> Option<&'a str> {
+        loop {
+            if self.rest.is_empty() {
+                return None;
+            }
+            let (rest, comp) = match self.rest.bytes().rposition(|b| b == b'/') {
+                Some(slash) => (&self.rest[..slash], &self.rest[slash + 1..]),
+                None => ("", self.rest),
+            };
+            self.rest = rest;
+            if !comp.is_empty() {
+                return Some(comp);
+            }
+        }
+    }
 }
 
 impl Dir {
@@ -846,6 +894,22 @@ mod tests {
         assert_eq!(
             t.read("/sys/devices/platform/host0/scsi_host/host0/scan"),
             Some(&b"\n"[..])
+        );
+    }
+
+    #[test]
+    fn components_skip_empty_ones_from_both_ends() {
+        for path in ["/sys/block/sda", "sys//block/sda/", "//sys/block//sda//", "", "/", "a"] {
+            let want: Vec<&str> = path.split('/').filter(|c| !c.is_empty()).collect();
+            assert_eq!(components(path).collect::<Vec<_>>(), want, "{path:?}");
+            let mut back: Vec<&str> = components(path).rev().collect();
+            back.reverse();
+            assert_eq!(back, want, "{path:?} reversed");
+        }
+        let mut both = components("/a/b/c/d");
+        assert_eq!(
+            (both.next(), both.next_back(), both.next(), both.next_back(), both.next()),
+            (Some("a"), Some("d"), Some("b"), Some("c"), None)
         );
     }
 
