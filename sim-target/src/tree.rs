@@ -326,9 +326,46 @@ impl DirMut<'_> {
         self.dir.put_path(rel, node, Name::Static);
     }
 
-    /// Makes room for `n` more entries in this directory.
-    pub(crate) fn reserve(&mut self, n: usize) {
-        self.dir.entries.reserve(n);
+    /// Places every entry of `shared` here: an entry of the same name is replaced, a
+    /// directory of the same name is overlaid (as inserting each node of `shared` would).
+    /// Into an empty directory this copies one vector of pointers: the nodes and the
+    /// subdirectories stay shared.
+    pub(crate) fn overlay(&mut self, shared: &SharedDir) {
+        overlay(self.dir, &shared.0);
+    }
+}
+
+/// A directory built once and placed in many trees by [`DirMut::overlay`] (an attribute
+/// table, see `kernel::sysfs::put_attrs`).
+#[derive(Debug, Clone)]
+pub(crate) struct SharedDir(Arc<Dir>);
+
+impl SharedDir {
+    /// The directory `build` fills.
+    pub(crate) fn build(build: impl FnOnce(&mut DirMut<'_>)) -> Self {
+        let mut dir = Dir::new(DIR_MODE);
+        build(&mut DirMut { dir: &mut dir });
+        SharedDir(Arc::new(dir))
+    }
+}
+
+/// [`DirMut::overlay`].
+fn overlay(dir: &mut Dir, shared: &Dir) {
+    if dir.entries.is_empty() {
+        dir.node.clone_from(&shared.node);
+        dir.entries.clone_from(&shared.entries);
+        return;
+    }
+    dir.node.clone_from(&shared.node);
+    for (name, e) in &shared.entries {
+        match (dir.find(name.as_str()), e) {
+            (Ok(i), Entry::Dir(src)) => match &mut dir.entries[i].1 {
+                Entry::Dir(d) => overlay(Arc::make_mut(d), src),
+                slot @ Entry::Leaf(_) => *slot = e.clone(),
+            },
+            (Ok(i), Entry::Leaf(_)) => dir.entries[i].1 = e.clone(),
+            (Err(i), _) => dir.entries.insert(i, (name.clone(), e.clone())),
+        }
     }
 }
 
@@ -899,7 +936,14 @@ mod tests {
 
     #[test]
     fn components_skip_empty_ones_from_both_ends() {
-        for path in ["/sys/block/sda", "sys//block/sda/", "//sys/block//sda//", "", "/", "a"] {
+        for path in [
+            "/sys/block/sda",
+            "sys//block/sda/",
+            "//sys/block//sda//",
+            "",
+            "/",
+            "a",
+        ] {
             let want: Vec<&str> = path.split('/').filter(|c| !c.is_empty()).collect();
             assert_eq!(components(path).collect::<Vec<_>>(), want, "{path:?}");
             let mut back: Vec<&str> = components(path).rev().collect();
@@ -908,7 +952,13 @@ mod tests {
         }
         let mut both = components("/a/b/c/d");
         assert_eq!(
-            (both.next(), both.next_back(), both.next(), both.next_back(), both.next()),
+            (
+                both.next(),
+                both.next_back(),
+                both.next(),
+                both.next_back(),
+                both.next()
+            ),
             (Some("a"), Some("d"), Some("b"), Some("c"), None)
         );
     }
@@ -978,7 +1028,9 @@ mod tests {
 
         use proptest::prelude::*;
 
-        use super::super::{Node, Tree};
+        use std::sync::Arc;
+
+        use super::super::{Node, SharedDir, Tree};
 
         /// The reference: every node by its normalized path (`/a/b`).
         type Flat = BTreeMap<String, Node>;
@@ -1065,6 +1117,8 @@ mod tests {
         enum Op {
             Insert(String, Node),
             Remove(String),
+            /// A directory built from these inserts, overlaid at the path.
+            Overlay(String, Vec<(String, Node)>),
         }
 
         fn path() -> impl Strategy<Value = String> {
@@ -1103,6 +1157,8 @@ mod tests {
             prop_oneof![
                 4 => (path(), node()).prop_map(|(p, n)| Op::Insert(p, n)),
                 1 => path().prop_map(Op::Remove),
+                1 => (path(), prop::collection::vec((path(), node()), 0..6))
+                    .prop_map(|(p, inserts)| Op::Overlay(p, inserts)),
             ]
         }
 
@@ -1121,6 +1177,24 @@ mod tests {
                             None => 0,
                         };
                         assert_eq!(t.remove(p), want, "remove {p}");
+                    }
+                    Op::Overlay(p, inserts) => {
+                        // The names must outlive the shared directory: leak the few a
+                        // case makes.
+                        let shared = SharedDir::build(|d| {
+                            for (rel, n) in inserts {
+                                let rel: &'static str = Box::leak(rel.clone().into_boxed_str());
+                                d.insert_static(rel, Arc::new(n.clone()));
+                            }
+                        });
+                        t.dir_mut(p).overlay(&shared);
+                        // As inserting each of its nodes (parents first) would.
+                        let mut built = Tree::new();
+                        built.root = Arc::clone(&shared.0);
+                        insert(&mut m, p, &Node::Dir { mode: 0o755 });
+                        for (rel, n) in built.iter() {
+                            insert(&mut m, &format!("{p}{rel}"), n);
+                        }
                     }
                 }
             }

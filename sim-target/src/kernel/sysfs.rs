@@ -9,7 +9,7 @@ use super::attrs::{self, Attr, AttrKind};
 use super::{BSG_MAJOR, DM_MAJOR, DevKind, DmMap, SG_MAJOR, ScsiDev, Session};
 use crate::ids::HostId;
 use crate::naming::{pad, sd_devt};
-use crate::tree::{Node, Tree, sysfs_link};
+use crate::tree::{DirMut, Node, SharedDir, Tree, sysfs_link};
 use crate::world::World;
 
 const CLASSES: &[&str] = &[
@@ -27,31 +27,69 @@ const CLASSES: &[&str] = &[
     "block",
 ];
 
-/// Writes a table of attributes under `base`, with `over` replacing values by name.
-pub(crate) fn put_attrs(t: &mut Tree, base: &str, table: &[Attr], over: &[(&str, String)]) {
-    // One walk to `base`, then each attribute below it.
+/// Writes a table of attributes under `base`, with `over` replacing values by name (the
+/// first override of a name counts; names the table lacks, and attributes that are not
+/// text, are left alone).
+pub(crate) fn put_attrs(t: &mut Tree, base: &str, table: &'static [Attr], over: &[(&str, String)]) {
     let mut dir = t.dir_mut(base);
-    dir.reserve(table.iter().filter(|a| !a.path.contains('/')).count());
+    // The table as it stands without overrides is built once and shared: placing it
+    // copies one vector of pointers, and its subdirectories (`queue/`) stay shared.
+    dir.overlay(&table_dir(table));
+    put_overrides(&mut dir, table, over);
+}
+
+/// [`put_attrs`] of a table built at run time (not cached).
+pub(crate) fn put_attrs_built(t: &mut Tree, base: &str, table: &[Attr], over: &[(&str, String)]) {
+    let mut dir = t.dir_mut(base);
     for a in table {
-        let value = over
-            .iter()
-            .find(|(n, _)| *n == a.path)
-            .map(|(_, v)| v.as_str());
-        let node = match (a.kind, value) {
-            (AttrKind::Empty | AttrKind::Text, Some(v)) => {
-                let mut content = Vec::with_capacity(v.len() + 1);
-                content.extend_from_slice(v.as_bytes());
-                content.push(b'\n');
-                Arc::new(Node::File {
-                    mode: a.mode,
-                    content,
-                })
-            }
-            // A constant of the table: one node, shared by every tree.
-            _ => constant_node(a),
-        };
-        dir.insert_static(a.path, node);
+        dir.insert_static(a.path, constant_node(a));
     }
+    put_overrides(&mut dir, table, over);
+}
+
+/// The overrides of [`put_attrs`], over the table already in `dir`.
+fn put_overrides(dir: &mut DirMut<'_>, table: &[Attr], over: &[(&str, String)]) {
+    for (i, (name, value)) in over.iter().enumerate() {
+        if over[..i].iter().any(|(n, _)| n == name) {
+            continue;
+        }
+        // The last attribute of a name is the one inserting the table in order leaves.
+        let Some(a) = table.iter().rev().find(|a| a.path == *name) else {
+            continue;
+        };
+        if matches!(a.kind, AttrKind::Empty | AttrKind::Text) {
+            let mut content = Vec::with_capacity(value.len() + 1);
+            content.extend_from_slice(value.as_bytes());
+            content.push(b'\n');
+            let node = Node::File {
+                mode: a.mode,
+                content,
+            };
+            dir.insert_static(a.path, Arc::new(node));
+        }
+    }
+}
+
+/// `table` with no overrides, as a directory: built once per thread and table.
+fn table_dir(table: &'static [Attr]) -> SharedDir {
+    /// The table's address and length: tables are `'static`, so these name them.
+    type Key = (usize, usize);
+    thread_local! {
+        static TABLES: RefCell<BTreeMap<Key, SharedDir>> = const { RefCell::new(BTreeMap::new()) };
+    }
+    let key = (table.as_ptr().addr(), table.len());
+    TABLES.with_borrow_mut(|tables| {
+        tables
+            .entry(key)
+            .or_insert_with(|| {
+                SharedDir::build(|dir| {
+                    for a in table {
+                        dir.insert_static(a.path, constant_node(a));
+                    }
+                })
+            })
+            .clone()
+    })
 }
 
 /// The node of a table attribute that no override replaces: the same for every tree, so
@@ -619,4 +657,72 @@ fn lun_rel(s: &Session, d: &ScsiDev) -> String {
         "host{}/session{}/target{}:0:0/{}",
         s.host_no, s.sid, s.host_no, d.hctl
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `put_attrs` as it was written first: every attribute of the table inserted in order,
+    /// with the first override of its name.
+    fn insert_each(t: &mut Tree, base: &str, table: &[Attr], over: &[(&str, String)]) {
+        for a in table {
+            let value = over.iter().find(|(n, _)| *n == a.path).map(|(_, v)| v);
+            let node = match (a.kind, value) {
+                (AttrKind::Empty | AttrKind::Text, Some(v)) => Node::File {
+                    mode: a.mode,
+                    content: format!("{v}\n").into_bytes(),
+                },
+                _ => (*constant_node(a)).clone(),
+            };
+            t.insert(&format!("{base}/{}", a.path), node);
+        }
+    }
+
+    #[test]
+    fn shared_tables_render_what_inserting_each_attribute_renders() {
+        let tables: [&'static [Attr]; 9] = [
+            attrs::SCSI_HOST,
+            attrs::ISCSI_HOST,
+            attrs::ISCSI_SESSION,
+            attrs::ISCSI_CONNECTION,
+            attrs::SCSI_DISK_LUN,
+            attrs::SD_BLOCK,
+            attrs::SCSI_DISK,
+            attrs::SCSI_CTRL_LUN,
+            attrs::DM_BLOCK,
+        ];
+        let base = "/sys/devices/x/block/sda";
+        for table in tables {
+            // Every name once, the first twice (the first override counts), the nested
+            // ones too, and a name the table lacks.
+            let mut over: Vec<(&str, String)> = table
+                .iter()
+                .enumerate()
+                .map(|(i, a)| (a.path, format!("v{i}")))
+                .collect();
+            over.insert(1, (table[0].path, "second".to_owned()));
+            over.push(("no-such-attribute", "x".to_owned()));
+            for over in [&over[..], &[]] {
+                // Into a missing directory, and into one that already holds entries.
+                for before in [None, Some("uevent"), Some("queue/extra")] {
+                    let mut want = Tree::new();
+                    let mut got = Tree::new();
+                    if let Some(name) = before {
+                        want.attr(&format!("{base}/{name}"), 0o644, "old");
+                        got.attr(&format!("{base}/{name}"), 0o644, "old");
+                    }
+                    insert_each(&mut want, base, table, over);
+                    put_attrs(&mut got, base, table, over);
+                    assert_eq!(got, want, "{} attributes, before {before:?}", table.len());
+                    let mut built = Tree::new();
+                    if let Some(name) = before {
+                        built.attr(&format!("{base}/{name}"), 0o644, "old");
+                    }
+                    put_attrs_built(&mut built, base, table, over);
+                    assert_eq!(built, want);
+                }
+            }
+        }
+    }
 }

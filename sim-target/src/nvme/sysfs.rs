@@ -16,7 +16,7 @@ use super::attrs::{NVME_CTRL, NVME_HEAD_NS, NVME_HWMON, NVME_NG, NVME_PATH_NS, N
 use super::{BLKEXT_MAJOR, Ctrl, NG_MAJOR, NVME_CHAR_MAJOR, NsIds, NvmeBlock, PathNs};
 use crate::ids::HostId;
 use crate::kernel::attrs::Attr;
-use crate::kernel::sysfs::put_attrs;
+use crate::kernel::sysfs::{put_attrs, put_attrs_built};
 use crate::naming::{pad, udev_clean};
 use crate::tree::{Node, Tree, sysfs_link};
 use crate::udev::Claim;
@@ -137,7 +137,7 @@ impl World {
                         "MAJOR={BLKEXT_MAJOR}\nMINOR={minor}\nDEVNAME={name}\nDEVTYPE=disk\nDISKSEQ={diskseq}"
                     ),
                 ));
-                put_attrs(t, &dir, &ns_table(NVME_HEAD_NS, &hd.ids, &[]), &over);
+                put_attrs_built(t, &dir, &ns_table(NVME_HEAD_NS, &hd.ids, &[]), &over);
                 // Reading it fails with EINVAL on a head (no wbt on a bio-based queue); the
                 // file exists, empty here.
                 t.file(&format!("{dir}/queue/wbt_lat_usec"), 0o644, Vec::new());
@@ -236,7 +236,7 @@ impl World {
         let mut over = ns_overrides(ns.nsid, &ns.ids, ns.size_bytes, ns.diskseq);
         if k.multipath {
             over.push(("uevent", format!("DEVTYPE=disk\nDISKSEQ={}", ns.diskseq)));
-            put_attrs(t, &dir, &ns_table(NVME_PATH_NS, &ns.ids, &[]), &over);
+            put_attrs_built(t, &dir, &ns_table(NVME_PATH_NS, &ns.ids, &[]), &over);
         } else {
             let m = ns.minor;
             over.push(("hidden", "0".to_owned()));
@@ -256,7 +256,7 @@ impl World {
                 mode: 0o444,
                 value: "",
             });
-            put_attrs(t, &dir, &table, &over);
+            put_attrs_built(t, &dir, &table, &over);
             link(
                 t,
                 &dir,
