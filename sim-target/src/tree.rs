@@ -274,6 +274,14 @@ fn new_dir_entry(node: &Node) -> Entry {
     }))
 }
 
+/// The directory at `rel` below `dir`, created (with its parents, mode `0o755`) if missing.
+fn descend<'d>(mut dir: &'d mut Dir, rel: &str) -> &'d mut Dir {
+    for name in components(rel) {
+        dir = dir.subdir_mut(name, &owned_name);
+    }
+    dir
+}
+
 /// The name of a new entry whose text is borrowed only for now.
 fn owned_name(name: &str) -> Name {
     Name::new(name)
@@ -324,6 +332,53 @@ impl DirMut<'_> {
     /// attribute table's): its names are not copied.
     pub(crate) fn insert_static(&mut self, rel: &'static str, node: Arc<Node>) {
         self.dir.put_path(rel, node, Name::Static);
+    }
+
+    /// Inserts `node` at `rel`, a path relative to this directory, creating missing
+    /// parents as [`Tree::insert`] does.
+    pub(crate) fn insert(&mut self, rel: &str, node: Node) {
+        self.dir.put_path(rel, Arc::new(node), owned_name);
+    }
+
+    /// [`Tree::attr`] relative to this directory.
+    pub(crate) fn attr(&mut self, rel: &str, mode: u32, content: &str) {
+        let mut bytes = Vec::with_capacity(content.len() + 1);
+        bytes.extend_from_slice(content.as_bytes());
+        bytes.push(b'\n');
+        self.insert(
+            rel,
+            Node::File {
+                mode,
+                content: bytes,
+            },
+        );
+    }
+
+    /// [`Tree::file`] relative to this directory.
+    pub(crate) fn file(&mut self, rel: &str, mode: u32, content: Vec<u8>) {
+        self.insert(rel, Node::File { mode, content });
+    }
+
+    /// [`Tree::link`] relative to this directory.
+    pub(crate) fn link(&mut self, rel: &str, target: &str) {
+        self.insert(
+            rel,
+            Node::Link {
+                target: target.to_owned(),
+            },
+        );
+    }
+
+    /// [`Tree::dir`] relative to this directory.
+    pub(crate) fn dir(&mut self, rel: &str) {
+        self.insert(rel, Node::Dir { mode: DIR_MODE });
+    }
+
+    /// The directory at `rel` below this one, created (with its parents) if missing.
+    pub(crate) fn dir_mut(&mut self, rel: &str) -> DirMut<'_> {
+        DirMut {
+            dir: descend(self.dir, rel),
+        }
     }
 
     /// Places every entry of `shared` here: an entry of the same name is replaced, a
@@ -377,57 +432,42 @@ impl Tree {
 
     /// Inserts `node` at `path`, creating missing parent directories with mode `0o755`.
     pub fn insert(&mut self, path: &str, node: Node) {
-        self.insert_shared(path, Arc::new(node));
+        self.root_mut().insert(path, node);
     }
 
-    /// [`Tree::insert`] of a node that may be shared with other trees (a constant attribute
-    /// rendered once, see `kernel::sysfs::put_attrs`).
-    pub(crate) fn insert_shared(&mut self, path: &str, node: Arc<Node>) {
-        Arc::make_mut(&mut self.root).put_path(path, node, owned_name);
+    /// The root directory, for inserts by absolute path.
+    fn root_mut(&mut self) -> DirMut<'_> {
+        DirMut {
+            dir: Arc::make_mut(&mut self.root),
+        }
     }
 
     /// The directory at `path`, created (with its parents) if missing, for a run of
     /// inserts below it.
     pub(crate) fn dir_mut(&mut self, path: &str) -> DirMut<'_> {
-        let mut dir = Arc::make_mut(&mut self.root);
-        for name in components(path) {
-            dir = dir.subdir_mut(name, &owned_name);
+        DirMut {
+            dir: descend(Arc::make_mut(&mut self.root), path),
         }
-        DirMut { dir }
     }
 
     /// Inserts a text file; `content` gets the trailing newline every sysfs text attribute has.
     pub fn attr(&mut self, path: &str, mode: u32, content: &str) {
-        let mut bytes = Vec::with_capacity(content.len() + 1);
-        bytes.extend_from_slice(content.as_bytes());
-        bytes.push(b'\n');
-        self.insert(
-            path,
-            Node::File {
-                mode,
-                content: bytes,
-            },
-        );
+        self.root_mut().attr(path, mode, content);
     }
 
     /// Inserts a regular file with exactly `content` (no newline added).
     pub fn file(&mut self, path: &str, mode: u32, content: Vec<u8>) {
-        self.insert(path, Node::File { mode, content });
+        self.root_mut().file(path, mode, content);
     }
 
     /// Inserts a symlink.
     pub fn link(&mut self, path: &str, target: &str) {
-        self.insert(
-            path,
-            Node::Link {
-                target: target.to_owned(),
-            },
-        );
+        self.root_mut().link(path, target);
     }
 
     /// Inserts a directory.
     pub fn dir(&mut self, path: &str) {
-        self.insert(path, Node::Dir { mode: DIR_MODE });
+        self.root_mut().dir(path);
     }
 
     /// The entry at `path`, without following links (`None` for the root itself).

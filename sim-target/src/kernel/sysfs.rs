@@ -31,11 +31,15 @@ const CLASSES: &[&str] = &[
 /// first override of a name counts; names the table lacks, and attributes that are not
 /// text, are left alone).
 pub(crate) fn put_attrs(t: &mut Tree, base: &str, table: &'static [Attr], over: &[(&str, String)]) {
-    let mut dir = t.dir_mut(base);
+    put_attrs_in(&mut t.dir_mut(base), table, over);
+}
+
+/// [`put_attrs`] into a directory already at hand.
+pub(crate) fn put_attrs_in(dir: &mut DirMut<'_>, table: &'static [Attr], over: &[(&str, String)]) {
     // The table as it stands without overrides is built once and shared: placing it
     // copies one vector of pointers, and its subdirectories (`queue/`) stay shared.
     dir.overlay(&table_dir(table));
-    put_overrides(&mut dir, table, over);
+    put_overrides(dir, table, over);
 }
 
 /// [`put_attrs`] of a table built at run time (not cached).
@@ -364,36 +368,32 @@ impl World {
         let down = self.portal_down(host, &s.portal);
         let hn = s.host_no;
         let sid = s.sid;
-        let base = format!("/sys/devices/platform/host{hn}");
-        t.dir(&format!("{base}/power"));
-        t.link(&format!("{base}/subsystem"), "../../../bus/scsi");
-        t.attr(&format!("{base}/uevent"), 0o644, "DEVTYPE=scsi_host");
+        // The host's directory through a cursor ([`DirMut`]): one walk from the root.
+        let mut base = t.dir_mut(&format!("/sys/devices/platform/host{hn}"));
+        base.dir("power");
+        base.link("subsystem", "../../../bus/scsi");
+        base.attr("uevent", 0o644, "DEVTYPE=scsi_host");
 
-        let ih = format!("{base}/iscsi_host/host{hn}");
-        put_attrs(
-            t,
-            &ih,
+        let mut ih = base.dir_mut(&format!("iscsi_host/host{hn}"));
+        put_attrs_in(
+            &mut ih,
             attrs::ISCSI_HOST,
             &[("ipaddress", hs.spec.ip.clone())],
         );
-        t.link(&format!("{ih}/device"), &format!("../../../host{hn}"));
-        t.link(
-            &format!("{ih}/subsystem"),
-            "../../../../../class/iscsi_host",
-        );
+        ih.link("device", &format!("../../../host{hn}"));
+        ih.link("subsystem", "../../../../../class/iscsi_host");
 
-        let sh = format!("{base}/scsi_host/host{hn}");
-        put_attrs(t, &sh, attrs::SCSI_HOST, &[]);
-        t.link(&format!("{sh}/device"), &format!("../../../host{hn}"));
-        t.link(&format!("{sh}/subsystem"), "../../../../../class/scsi_host");
+        let mut sh = base.dir_mut(&format!("scsi_host/host{hn}"));
+        put_attrs_in(&mut sh, attrs::SCSI_HOST, &[]);
+        sh.link("device", &format!("../../../host{hn}"));
+        sh.link("subsystem", "../../../../../class/scsi_host");
 
-        let sess = format!("{base}/session{sid}");
-        t.dir(&format!("{sess}/power"));
-        t.file(&format!("{sess}/uevent"), 0o644, Vec::new());
-        let isess = format!("{sess}/iscsi_session/session{sid}");
-        put_attrs(
-            t,
-            &isess,
+        let mut sess = base.dir_mut(&format!("session{sid}"));
+        sess.dir("power");
+        sess.file("uevent", 0o644, Vec::new());
+        let mut isess = sess.dir_mut(&format!("iscsi_session/session{sid}"));
+        put_attrs_in(
+            &mut isess,
             attrs::ISCSI_SESSION,
             &[
                 ("initiatorname", hs.spec.initiator_iqn.clone()),
@@ -405,23 +405,16 @@ impl World {
                 ),
             ],
         );
-        t.link(
-            &format!("{isess}/device"),
-            &format!("../../../session{sid}"),
-        );
-        t.link(
-            &format!("{isess}/subsystem"),
-            "../../../../../../class/iscsi_session",
-        );
+        isess.link("device", &format!("../../../session{sid}"));
+        isess.link("subsystem", "../../../../../../class/iscsi_session");
 
-        let conn = format!("{sess}/connection{sid}:0");
-        t.dir(&format!("{conn}/power"));
-        t.file(&format!("{conn}/uevent"), 0o644, Vec::new());
-        let iconn = format!("{conn}/iscsi_connection/connection{sid}:0");
+        let mut conn = sess.dir_mut(&format!("connection{sid}:0"));
+        conn.dir("power");
+        conn.file("uevent", 0o644, Vec::new());
+        let mut iconn = conn.dir_mut(&format!("iscsi_connection/connection{sid}:0"));
         let port = s.portal.port.to_string();
-        put_attrs(
-            t,
-            &iconn,
+        put_attrs_in(
+            &mut iconn,
             attrs::ISCSI_CONNECTION,
             &[
                 ("address", s.portal.ip.clone()),
@@ -431,14 +424,8 @@ impl World {
                 ("state", if down { "failed" } else { "up" }.to_owned()),
             ],
         );
-        t.link(
-            &format!("{iconn}/device"),
-            &format!("../../../connection{sid}:0"),
-        );
-        t.link(
-            &format!("{iconn}/subsystem"),
-            "../../../../../../../class/iscsi_connection",
-        );
+        iconn.link("device", &format!("../../../connection{sid}:0"));
+        iconn.link("subsystem", "../../../../../../../class/iscsi_connection");
 
         t.link(
             &format!("/sys/class/iscsi_host/host{hn}"),
@@ -477,6 +464,9 @@ impl World {
     }
 
     /// [`World::render_lun`] without the holders links: a function of the device alone.
+    ///
+    /// The LUN's own directories are filled through cursors ([`DirMut`]): one walk from
+    /// the root each, not one per node.
     pub(crate) fn render_lun_device(lun: &str, d: &ScsiDev, state: &str, t: &mut Tree) {
         let hctl = d.hctl.to_string();
         let disk = matches!(d.kind, DevKind::Disk { .. });
@@ -485,126 +475,132 @@ impl World {
         } else {
             attrs::SCSI_CTRL_LUN
         };
-        put_attrs(
-            t,
-            lun,
-            table,
-            &[
-                ("vendor", pad(&d.vendor, 8)),
-                ("model", pad(&d.model, 16)),
-                ("state", state.to_owned()),
-                ("wwid", format!("naa.{}", d.identity.naa)),
-            ],
-        );
-        // Without ALUA or a device handler attached the kernel has no access state to show:
-        // both attributes exist and their read fails with EINVAL (`dh_state` reads `detached`).
-        for name in ["access_state", "preferred_path"] {
-            t.insert(
-                &format!("{lun}/{name}"),
-                Node::Unreadable {
-                    mode: 0o444,
-                    errno: crate::ids::Errno::EINVAL,
-                },
+        // A link in directory `dir` (at `dir_path`), computed as sysfs does.
+        let link = |dir: &mut DirMut<'_>, dir_path: &str, name: &str, to: &str| {
+            dir.link(name, &sysfs_link(dir_path, to));
+        };
+        let sdev = format!("{lun}/scsi_device/{hctl}");
+        let sg = format!("{lun}/scsi_generic/sg{}", d.sg);
+        let bsg = format!("{lun}/bsg/{hctl}");
+        {
+            let mut l = t.dir_mut(lun);
+            put_attrs_in(
+                &mut l,
+                table,
+                &[
+                    ("vendor", pad(&d.vendor, 8)),
+                    ("model", pad(&d.model, 16)),
+                    ("state", state.to_owned()),
+                    ("wwid", format!("naa.{}", d.identity.naa)),
+                ],
+            );
+            // Without ALUA or a device handler attached the kernel has no access state to
+            // show: both attributes exist and their read fails with EINVAL (`dh_state`
+            // reads `detached`).
+            for name in ["access_state", "preferred_path"] {
+                l.insert(
+                    name,
+                    Node::Unreadable {
+                        mode: 0o444,
+                        errno: crate::ids::Errno::EINVAL,
+                    },
+                );
+            }
+            l.file("inquiry", 0o444, inquiry(d));
+            l.file(
+                "vpd_pg0",
+                0o444,
+                vec![d.scsi_type(), 0, 0, 6, 0, 0x80, 0x83, 0xb0, 0xb1, 0xb2],
+            );
+            for page in [0xb0u8, 0xb1, 0xb2] {
+                l.file(&format!("vpd_pg{page:x}"), 0o444, vpd_b(d, page));
+            }
+            l.file("vpd_pg80", 0o444, vpd80(d));
+            l.file("vpd_pg83", 0o444, vpd83(d));
+            link(&mut l, lun, "subsystem", "/sys/bus/scsi");
+            l.link("generic", &format!("scsi_generic/sg{}", d.sg));
+            // scsi_device
+            let mut dir = l.dir_mut(&format!("scsi_device/{hctl}"));
+            link(&mut dir, &sdev, "device", lun);
+            dir.dir("power");
+            link(&mut dir, &sdev, "subsystem", "/sys/class/scsi_device");
+            dir.file("uevent", 0o644, Vec::new());
+            // scsi_generic
+            let mut dir = l.dir_mut(&format!("scsi_generic/sg{}", d.sg));
+            dir.attr("dev", 0o444, &format!("{SG_MAJOR}:{}", d.sg));
+            link(&mut dir, &sg, "device", lun);
+            dir.dir("power");
+            link(&mut dir, &sg, "subsystem", "/sys/class/scsi_generic");
+            dir.attr(
+                "uevent",
+                0o644,
+                &format!("MAJOR={SG_MAJOR}\nMINOR={}\nDEVNAME=sg{}", d.sg, d.sg),
+            );
+            // bsg
+            let mut dir = l.dir_mut(&format!("bsg/{hctl}"));
+            dir.attr("dev", 0o444, &format!("{BSG_MAJOR}:{}", d.bsg));
+            link(&mut dir, &bsg, "device", lun);
+            dir.dir("power");
+            link(&mut dir, &bsg, "subsystem", "/sys/class/bsg");
+            dir.attr(
+                "uevent",
+                0o644,
+                &format!("MAJOR={BSG_MAJOR}\nMINOR={}\nDEVNAME=bsg/{hctl}", d.bsg),
             );
         }
-        t.file(&format!("{lun}/inquiry"), 0o444, inquiry(d));
-        t.file(
-            &format!("{lun}/vpd_pg0"),
-            0o444,
-            vec![d.scsi_type(), 0, 0, 6, 0, 0x80, 0x83, 0xb0, 0xb1, 0xb2],
-        );
-        for page in [0xb0u8, 0xb1, 0xb2] {
-            t.file(&format!("{lun}/vpd_pg{page:x}"), 0o444, vpd_b(d, page));
-        }
-        t.file(&format!("{lun}/vpd_pg80"), 0o444, vpd80(d));
-        t.file(&format!("{lun}/vpd_pg83"), 0o444, vpd83(d));
-        // A link inside the LUN tree, computed as sysfs does.
-        let link = |t: &mut Tree, dir: &str, name: &str, to: &str| {
+        // A link placed at the absolute `dir/name`.
+        let link_at = |t: &mut Tree, dir: &str, name: &str, to: &str| {
             t.link(&format!("{dir}/{name}"), &sysfs_link(dir, to));
         };
-        link(t, lun, "subsystem", "/sys/bus/scsi");
-        t.link(
-            &format!("{lun}/generic"),
-            &format!("scsi_generic/sg{}", d.sg),
-        );
-        // scsi_device
-        let sdev = format!("{lun}/scsi_device/{hctl}");
-        link(t, &sdev, "device", lun);
-        t.dir(&format!("{sdev}/power"));
-        link(t, &sdev, "subsystem", "/sys/class/scsi_device");
-        t.file(&format!("{sdev}/uevent"), 0o644, Vec::new());
-        // scsi_generic
-        let sg = format!("{lun}/scsi_generic/sg{}", d.sg);
-        t.attr(&format!("{sg}/dev"), 0o444, &format!("{SG_MAJOR}:{}", d.sg));
-        link(t, &sg, "device", lun);
-        t.dir(&format!("{sg}/power"));
-        link(t, &sg, "subsystem", "/sys/class/scsi_generic");
-        t.attr(
-            &format!("{sg}/uevent"),
-            0o644,
-            &format!("MAJOR={SG_MAJOR}\nMINOR={}\nDEVNAME=sg{}", d.sg, d.sg),
-        );
-        // bsg
-        let bsg = format!("{lun}/bsg/{hctl}");
-        t.attr(
-            &format!("{bsg}/dev"),
-            0o444,
-            &format!("{BSG_MAJOR}:{}", d.bsg),
-        );
-        link(t, &bsg, "device", lun);
-        t.dir(&format!("{bsg}/power"));
-        link(t, &bsg, "subsystem", "/sys/class/bsg");
-        t.attr(
-            &format!("{bsg}/uevent"),
-            0o644,
-            &format!("MAJOR={BSG_MAJOR}\nMINOR={}\nDEVNAME=bsg/{hctl}", d.bsg),
-        );
-
-        link(t, "/sys/class/scsi_device", &hctl, &sdev);
-        link(t, "/sys/class/scsi_generic", &format!("sg{}", d.sg), &sg);
-        link(t, "/sys/class/bsg", &hctl, &bsg);
-        link(t, "/sys/bus/scsi/devices", &hctl, lun);
+        link_at(t, "/sys/class/scsi_device", &hctl, &sdev);
+        link_at(t, "/sys/class/scsi_generic", &format!("sg{}", d.sg), &sg);
+        link_at(t, "/sys/class/bsg", &hctl, &bsg);
+        link_at(t, "/sys/bus/scsi/devices", &hctl, lun);
 
         let DevKind::Disk { sd } = d.kind else { return };
         let name = crate::naming::sd_name(sd);
         let (maj, min) = sd_devt(sd);
-        link(t, lun, "driver", "/sys/bus/scsi/drivers/sd");
-        link(t, "/sys/bus/scsi/drivers/sd", &hctl, lun);
-        // scsi_disk
         let sdisk = format!("{lun}/scsi_disk/{hctl}");
-        put_attrs(t, &sdisk, attrs::SCSI_DISK, &[]);
-        link(t, &sdisk, "device", lun);
-        link(t, &sdisk, "subsystem", "/sys/class/scsi_disk");
-        link(t, "/sys/class/scsi_disk", &hctl, &sdisk);
-        // block
         let blk = format!("{lun}/block/{name}");
-        put_attrs(
-            t,
-            &blk,
-            attrs::SD_BLOCK,
-            &[
-                ("dev", format!("{maj}:{min}")),
-                ("size", (d.size_bytes / 512).to_string()),
-                ("diskseq", d.diskseq.to_string()),
-                (
-                    "uevent",
-                    format!(
-                        "MAJOR={maj}\nMINOR={min}\nDEVNAME={name}\nDEVTYPE=disk\nDISKSEQ={}",
-                        d.diskseq
+        {
+            let mut l = t.dir_mut(lun);
+            link(&mut l, lun, "driver", "/sys/bus/scsi/drivers/sd");
+            // scsi_disk
+            let mut dir = l.dir_mut(&format!("scsi_disk/{hctl}"));
+            put_attrs_in(&mut dir, attrs::SCSI_DISK, &[]);
+            link(&mut dir, &sdisk, "device", lun);
+            link(&mut dir, &sdisk, "subsystem", "/sys/class/scsi_disk");
+            // block
+            let mut dir = l.dir_mut(&format!("block/{name}"));
+            put_attrs_in(
+                &mut dir,
+                attrs::SD_BLOCK,
+                &[
+                    ("dev", format!("{maj}:{min}")),
+                    ("size", (d.size_bytes / 512).to_string()),
+                    ("diskseq", d.diskseq.to_string()),
+                    (
+                        "uevent",
+                        format!(
+                            "MAJOR={maj}\nMINOR={min}\nDEVNAME={name}\nDEVTYPE=disk\nDISKSEQ={}",
+                            d.diskseq
+                        ),
                     ),
-                ),
-            ],
-        );
-        link(
-            t,
-            &blk,
-            "bdi",
-            &format!("/sys/devices/virtual/bdi/{maj}:{min}"),
-        );
-        link(t, &blk, "device", lun);
-        link(t, &blk, "subsystem", "/sys/class/block");
-        link(t, "/sys/class/block", &name, &blk);
-        link(t, "/sys/block", &name, &blk);
+                ],
+            );
+            link(
+                &mut dir,
+                &blk,
+                "bdi",
+                &format!("/sys/devices/virtual/bdi/{maj}:{min}"),
+            );
+            link(&mut dir, &blk, "device", lun);
+            link(&mut dir, &blk, "subsystem", "/sys/class/block");
+        }
+        link_at(t, "/sys/bus/scsi/drivers/sd", &hctl, lun);
+        link_at(t, "/sys/class/scsi_disk", &hctl, &sdisk);
+        link_at(t, "/sys/class/block", &name, &blk);
+        link_at(t, "/sys/block", &name, &blk);
     }
 
     /// The `holders/dm-N` links of a SCSI disk in LUN directory `lun` (nothing for other
