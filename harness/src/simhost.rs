@@ -38,7 +38,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use brick_connectors::{Cmd, CmdOutput, Host, HostError, HostPath, HostView, ViewEntry};
-use brick_sim_target::{HostId, Node, Tree, World};
+use brick_sim_target::{HostId, Node, Tree, TreeCursor, World};
 
 /// A shared, lockable simulated world.
 pub type SharedWorld = Arc<Mutex<World>>;
@@ -67,6 +67,8 @@ pub enum DiskSync {
 struct View {
     tree: Option<Arc<Tree>>,
     disk_stale: bool,
+    /// Where the last lookup left off: path resolution asks about each prefix in turn.
+    cursor: TreeCursor,
 }
 
 /// One simulated host, seen through the [`Host`] port.
@@ -215,13 +217,17 @@ fn tree_entry(tree: &Tree, path: &str) -> Option<ViewEntry> {
     if path == "/" {
         return Some(ViewEntry::Dir);
     }
-    Some(match tree.get(path)? {
+    tree.get(path).map(view_entry)
+}
+
+fn view_entry(node: &Node) -> ViewEntry {
+    match node {
         Node::Dir { .. } => ViewEntry::Dir,
         Node::Link { target } => ViewEntry::Link(target.clone()),
         Node::File { .. } | Node::Block { .. } | Node::Char { .. } | Node::Unreadable { .. } => {
             ViewEntry::File
         }
-    })
+    }
 }
 
 fn tree_read(tree: &Tree, path: &str) -> std::io::Result<Vec<u8>> {
@@ -267,8 +273,14 @@ impl HostView for SimHost {
     fn root(&self) -> &Path {
         &self.root
     }
+    /// [`tree_entry`], through the view's cursor.
     fn entry(&self, path: &str) -> Option<ViewEntry> {
-        tree_entry(&self.tree_now(), path)
+        if path == "/" {
+            return Some(ViewEntry::Dir);
+        }
+        let mut v = self.view_lock();
+        let tree = self.current(&mut v);
+        tree.get_near(path, &mut v.cursor, |node| node.map(view_entry))
     }
     fn read(&self, path: &str) -> std::io::Result<Vec<u8>> {
         tree_read(&self.tree_now(), path)

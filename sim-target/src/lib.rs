@@ -56,5 +56,5 @@ pub use ids::{ArrayId, ControlError, Errno, ExecOutput, HostId, SimError, Volume
 pub use nvme::{
     ControllerTruth, CtrlState, NsIds, NvmeHostSpec, NvmePort, NvmeTargetSpec, NvmeTransport,
 };
-pub use tree::{Iter as TreeIter, Node, Tree, TreeDiff};
+pub use tree::{Cursor as TreeCursor, Iter as TreeIter, Node, Tree, TreeDiff};
 pub use world::{DeviceTruth, HostSpec, SessionTruth, World};

@@ -331,6 +331,17 @@ impl fmt::Debug for Tree {
     }
 }
 
+/// Where the last lookup of [`Tree::get_near`] left off: a directory of a tree (shared,
+/// so it stays valid while the cursor holds it) and its path.
+#[derive(Debug, Clone, Default)]
+pub struct Cursor {
+    /// The root of the tree the cursor belongs to (held: its address cannot be reused).
+    root: Option<Arc<Dir>>,
+    dir: Option<Arc<Dir>>,
+    /// The path of `dir` (empty for the root).
+    path: String,
+}
+
 /// A directory of a [`Tree`], held for inserting many nodes below it without walking from
 /// the root for each (see [`Tree::dir_mut`]).
 #[derive(Debug)]
@@ -496,6 +507,66 @@ impl Tree {
     /// The node at `path` (links are not followed; `None` for `/`).
     pub fn get(&self, path: &str) -> Option<&Node> {
         self.entry(path).map(Entry::node)
+    }
+
+    /// `f` of [`Tree::get`]`(path)`, looked up from where `cursor` stands when `path` lies
+    /// below it, and leaving `cursor` at the deepest directory walked. Path resolution asks
+    /// about `/a`, then `/a/b`, then `/a/b/c`: each lookup then costs one step instead of a
+    /// walk from the root. A cursor of another tree is ignored.
+    pub fn get_near<R>(
+        &self,
+        path: &str,
+        cursor: &mut Cursor,
+        f: impl FnOnce(Option<&Node>) -> R,
+    ) -> R {
+        let held = match (&cursor.root, &cursor.dir) {
+            (Some(root), Some(dir)) if Arc::ptr_eq(root, &self.root) => {
+                let p = cursor.path.as_str();
+                if path == p && !p.is_empty() {
+                    return f(Some(&dir.node));
+                }
+                (path.starts_with(p) && path.as_bytes().get(p.len()) == Some(&b'/'))
+                    .then(|| Arc::clone(dir))
+            }
+            _ => None,
+        };
+        let (mut dir, start): (&Arc<Dir>, usize) = match &held {
+            Some(d) => (d, cursor.path.len()),
+            None => (&self.root, 0),
+        };
+        let mut dir_end = start;
+        let base = path.as_ptr().addr();
+        let mut comps = components(&path[start..]).peekable();
+        let mut found = None;
+        while let Some(name) = comps.next() {
+            let Some(e) = dir.get(name) else { break };
+            let end = name.as_ptr().addr() - base + name.len();
+            match e {
+                Entry::Dir(d) => {
+                    dir = d;
+                    dir_end = end;
+                    if comps.peek().is_none() {
+                        found = Some(e);
+                    }
+                }
+                Entry::Leaf(_) if comps.peek().is_none() => found = Some(e),
+                Entry::Leaf(_) => break,
+            }
+        }
+        let result = f(found.map(Entry::node));
+        if !cursor
+            .root
+            .as_ref()
+            .is_some_and(|r| Arc::ptr_eq(r, &self.root))
+        {
+            cursor.root = Some(Arc::clone(&self.root));
+        }
+        if !cursor.dir.as_ref().is_some_and(|d| Arc::ptr_eq(d, dir)) {
+            cursor.dir = Some(Arc::clone(dir));
+            cursor.path.clear();
+            cursor.path.push_str(&path[..dir_end]);
+        }
+        result
     }
 
     /// All nodes with their paths: parents before their entries, the entries of a directory
@@ -991,7 +1062,11 @@ mod tests {
         let names = ["", "a", "a-b", "a/", "ab", "b", "host10", "host2", "é", "z"];
         for a in names {
             for b in names {
-                assert_eq!(cmp_names(a.as_bytes(), b.as_bytes()), a.cmp(b), "{a:?} {b:?}");
+                assert_eq!(
+                    cmp_names(a.as_bytes(), b.as_bytes()),
+                    a.cmp(b),
+                    "{a:?} {b:?}"
+                );
             }
         }
     }
@@ -1092,7 +1167,7 @@ mod tests {
 
         use std::sync::Arc;
 
-        use super::super::{Node, SharedDir, Tree};
+        use super::super::{Cursor, Node, SharedDir, Tree};
 
         /// The reference: every node by its normalized path (`/a/b`).
         type Flat = BTreeMap<String, Node>;
@@ -1298,7 +1373,23 @@ mod tests {
                     prop_assert_eq!(t.resolve(p), flat_resolve(&m, p), "resolve {}", p);
                 }
 
+                // Lookups through one cursor, in the order path resolution asks (each
+                // prefix, then the next probe), and across trees, answer as `get`.
                 let (u, n) = build(&other);
+                let mut cursor = Cursor::default();
+                for p in probes.iter().map(String::as_str).chain(["/", "", "relative", "/a//b/"]) {
+                    let comps = norm(p);
+                    for i in 0..=comps.len() {
+                        let prefix = join(&comps[..i]);
+                        for tree in [&t, &u, &t] {
+                            let got = tree.get_near(&prefix, &mut cursor, |n| n.cloned());
+                            prop_assert_eq!(got.as_ref(), tree.get(&prefix), "get_near {}", prefix);
+                        }
+                    }
+                    let got = t.get_near(p, &mut cursor, |n| n.cloned());
+                    prop_assert_eq!(got.as_ref(), t.get(p), "get_near {}", p);
+                }
+
                 prop_assert_eq!(t == u, m == n);
                 // Diff: the old map, minus the removed, plus the changed, is the new map.
                 let d = t.diff(&u);
