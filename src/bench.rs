@@ -21,21 +21,17 @@ pub(crate) struct BenchArgs {
 pub(crate) fn run(args: BenchArgs) -> Result<ExitCode> {
     let single = attach_detach_cycles(args.cycles, false).map_err(|e| anyhow!(e))?;
     println!(
-        "single-path iSCSI attach+detach: {:>9.0} cycles/s ({} cycles in {:.2?})",
-        single.per_second(),
-        single.count,
-        single.elapsed
+        "single-path iSCSI attach+detach: {}",
+        single.summary("cycles")
     );
     let multi = attach_detach_cycles((args.cycles / 4).max(1), true).map_err(|e| anyhow!(e))?;
     println!(
-        "multipath iSCSI attach+detach:   {:>9.0} cycles/s ({} cycles in {:.2?})",
-        multi.per_second(),
-        multi.count,
-        multi.elapsed
+        "multipath iSCSI attach+detach:   {}",
+        multi.summary("cycles")
     );
     let cases = property_cases(MachineProtocol::Iscsi, args.cases).map_err(|e| anyhow!(e))?;
     println!(
-        "property machine (iSCSI):        {:>9.1} cases/s ({} cases in {:.2?})",
+        "property machine (iSCSI):        {:>7.1} cases/s ({} cases in {:.2?})",
         cases.per_second(),
         cases.count,
         cases.elapsed

@@ -52,11 +52,14 @@ impl HostPath {
                 path: format!("{}/{}", self.0, component),
             });
         }
-        if self.0 == "/" {
-            Ok(Self(format!("/{component}")))
-        } else {
-            Ok(Self(format!("{}/{}", self.0, component)))
-        }
+        // Built by hand: paths are joined on every sysfs walk, and `format!` costs more
+        // than the copy.
+        let base = if self.0 == "/" { "" } else { self.0.as_str() };
+        let mut path = String::with_capacity(base.len() + 1 + component.len());
+        path.push_str(base);
+        path.push('/');
+        path.push_str(component);
+        Ok(Self(path))
     }
 
     /// The path as a string, starting with `/`.

@@ -9,21 +9,11 @@ use divan::counter::ItemsCount;
 
 fn main() {
     match attach_detach_cycles(2_000, false) {
-        Ok(t) => println!(
-            "single-path iSCSI attach+detach: {:.0} cycles/s ({} cycles in {:.2?})",
-            t.per_second(),
-            t.count,
-            t.elapsed
-        ),
+        Ok(t) => println!("single-path iSCSI attach+detach: {}", t.summary("cycles")),
         Err(e) => eprintln!("single-path cycles failed: {e}"),
     }
     match attach_detach_cycles(500, true) {
-        Ok(t) => println!(
-            "multipath iSCSI attach+detach:   {:.0} cycles/s ({} cycles in {:.2?})",
-            t.per_second(),
-            t.count,
-            t.elapsed
-        ),
+        Ok(t) => println!("multipath iSCSI attach+detach:   {}", t.summary("cycles")),
         Err(e) => eprintln!("multipath cycles failed: {e}"),
     }
     match property_cases(MachineProtocol::Iscsi, 256) {

@@ -198,3 +198,35 @@ fn bad_input_gets_a_clear_error_and_exit_code_2() {
         text(&o.stderr)
     );
 }
+
+#[test]
+fn bench_prints_median_best_and_whole_run_figures() {
+    // A tiny run: the figures themselves are for `brick bench` on a quiet machine, not for
+    // assertions; the format is what scripts and the notes read.
+    let o = brick(&["bench", "--cycles", "10", "--cases", "2"]);
+    let out = text(&o.stdout);
+    assert!(o.status.success(), "{out}\n{}", text(&o.stderr));
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 3, "{out}");
+    assert!(
+        lines[0].starts_with("single-path iSCSI attach+detach:"),
+        "{out}"
+    );
+    assert!(
+        lines[0].contains("cycles/s median of 5 batches (best "),
+        "{out}"
+    );
+    assert!(
+        lines[0].contains("whole run") && lines[0].contains(": 10 cycles in"),
+        "{out}"
+    );
+    assert!(
+        lines[1].starts_with("multipath iSCSI attach+detach:"),
+        "{out}"
+    );
+    assert!(
+        lines[1].contains("median of 2 batches") && lines[1].contains(": 2 cycles in"),
+        "{out}"
+    );
+    assert!(lines[2].contains("cases/s (2 cases in"), "{out}");
+}
