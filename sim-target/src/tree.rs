@@ -519,21 +519,26 @@ impl Tree {
         cursor: &mut Cursor,
         f: impl FnOnce(Option<&Node>) -> R,
     ) -> R {
-        let held = match (&cursor.root, &cursor.dir) {
-            (Some(root), Some(dir)) if Arc::ptr_eq(root, &self.root) => {
+        let own_tree = cursor
+            .root
+            .as_ref()
+            .is_some_and(|r| Arc::ptr_eq(r, &self.root));
+        // Start at the cursor when `path` is it or lies below it, else at the root.
+        let (start_dir, start) = match &cursor.dir {
+            Some(dir) if own_tree => {
                 let p = cursor.path.as_str();
                 if path == p && !p.is_empty() {
                     return f(Some(&dir.node));
                 }
-                (path.starts_with(p) && path.as_bytes().get(p.len()) == Some(&b'/'))
-                    .then(|| Arc::clone(dir))
+                if path.starts_with(p) && path.as_bytes().get(p.len()) == Some(&b'/') {
+                    (dir, p.len())
+                } else {
+                    (&self.root, 0)
+                }
             }
-            _ => None,
+            _ => (&self.root, 0),
         };
-        let (mut dir, start): (&Arc<Dir>, usize) = match &held {
-            Some(d) => (d, cursor.path.len()),
-            None => (&self.root, 0),
-        };
+        let mut dir = start_dir;
         let mut dir_end = start;
         let base = path.as_ptr().addr();
         let mut comps = components(&path[start..]).peekable();
@@ -554,15 +559,15 @@ impl Tree {
             }
         }
         let result = f(found.map(Entry::node));
-        if !cursor
-            .root
-            .as_ref()
-            .is_some_and(|r| Arc::ptr_eq(r, &self.root))
-        {
+        // The deepest directory walked, if the cursor is not there already. (A directory
+        // can be shared at other paths, by another tree or by overlays: its path counts.)
+        let moved = !own_tree || !cursor.dir.as_ref().is_some_and(|d| Arc::ptr_eq(d, dir));
+        let moved = moved.then(|| Arc::clone(dir));
+        if !own_tree {
             cursor.root = Some(Arc::clone(&self.root));
         }
-        if !cursor.dir.as_ref().is_some_and(|d| Arc::ptr_eq(d, dir)) {
-            cursor.dir = Some(Arc::clone(dir));
+        if let Some(dir) = moved {
+            cursor.dir = Some(dir);
             cursor.path.clear();
             cursor.path.push_str(&path[..dir_end]);
         }
@@ -1158,6 +1163,29 @@ mod tests {
         assert_eq!(a.diff(&b).changed, ["/sys/devices/platform/host0/new"]);
     }
 
+    #[test]
+    fn a_cursor_follows_a_directory_shared_at_another_path() {
+        // One table directory overlaid at two paths shares its subdirectory `queue`.
+        let shared = SharedDir::build(|d| {
+            d.insert_static("queue/depth", Arc::new(Node::Dir { mode: 0o755 }));
+        });
+        let mut a = Tree::new();
+        a.dir_mut("/x").overlay(&shared);
+        let mut b = Tree::new();
+        b.dir_mut("/y").overlay(&shared);
+        b.attr("/y/queue/extra", 0o444, "1");
+        let mut c = Tree::new();
+        c.dir_mut("/z").overlay(&shared);
+        let mut cursor = Cursor::default();
+        assert!(a.get_near("/x/queue", &mut cursor, |n| n.is_some()));
+        // In `c` the same `queue` directory is at `/z`, and `/x` is nowhere: the cursor,
+        // now at that directory in `c`, must stand at `/z/queue`.
+        assert!(c.get_near("/z/queue", &mut cursor, |n| n.is_some()));
+        assert!(!c.get_near("/x/queue/depth", &mut cursor, |n| n.is_some()));
+        assert!(c.get_near("/z/queue/depth", &mut cursor, |n| n.is_some()));
+        assert!(b.get_near("/y/queue/extra", &mut cursor, |n| n.is_some()));
+    }
+
     mod model {
         //! [`Tree`] against the plain statement of its rules: a sorted map of whole paths.
 
@@ -1296,7 +1324,35 @@ mod tests {
                 1 => path().prop_map(Op::Remove),
                 1 => (path(), prop::collection::vec((path(), node()), 0..6))
                     .prop_map(|(p, inserts)| Op::Overlay(p, inserts)),
+                // The same directory (one `SharedDir`) at several paths and in several
+                // trees, as attribute tables are.
+                1 => path().prop_map(|p| Op::Overlay(p, vec![
+                    ("/c/a".to_owned(), Node::Dir { mode: 0o755 }),
+                    ("/c/b".to_owned(), Node::File { mode: 0o444, content: vec![7] }),
+                ])),
             ]
+        }
+
+        /// The `SharedDir` built from `inserts`: one per list of inserts, so equal lists
+        /// share their directories. The names must outlive it: the few a run makes leak.
+        fn shared_dir(inserts: &[(String, Node)]) -> SharedDir {
+            thread_local! {
+                static BUILT: std::cell::RefCell<BTreeMap<String, SharedDir>> =
+                    const { std::cell::RefCell::new(BTreeMap::new()) };
+            }
+            BUILT.with_borrow_mut(|built| {
+                built
+                    .entry(format!("{inserts:?}"))
+                    .or_insert_with(|| {
+                        SharedDir::build(|d| {
+                            for (rel, n) in inserts {
+                                let rel: &'static str = Box::leak(rel.clone().into_boxed_str());
+                                d.insert_static(rel, Arc::new(n.clone()));
+                            }
+                        })
+                    })
+                    .clone()
+            })
         }
 
         fn build(ops: &[Op]) -> (Tree, Flat) {
@@ -1316,14 +1372,7 @@ mod tests {
                         assert_eq!(t.remove(p), want, "remove {p}");
                     }
                     Op::Overlay(p, inserts) => {
-                        // The names must outlive the shared directory: leak the few a
-                        // case makes.
-                        let shared = SharedDir::build(|d| {
-                            for (rel, n) in inserts {
-                                let rel: &'static str = Box::leak(rel.clone().into_boxed_str());
-                                d.insert_static(rel, Arc::new(n.clone()));
-                            }
-                        });
+                        let shared = shared_dir(inserts);
                         t.dir_mut(p).overlay(&shared);
                         // As inserting each of its nodes (parents first) would.
                         let mut built = Tree::new();
