@@ -20,17 +20,17 @@ pub(crate) struct BenchArgs {
 
 pub(crate) fn run(args: BenchArgs) -> Result<ExitCode> {
     let single = attach_detach_cycles(args.cycles, false).map_err(|e| anyhow!(e))?;
-    println!(
+    outln!(
         "single-path iSCSI attach+detach: {}",
         single.summary("cycles")
     );
     let multi = attach_detach_cycles((args.cycles / 4).max(1), true).map_err(|e| anyhow!(e))?;
-    println!(
+    outln!(
         "multipath iSCSI attach+detach:   {}",
         multi.summary("cycles")
     );
     let cases = property_cases(MachineProtocol::Iscsi, args.cases).map_err(|e| anyhow!(e))?;
-    println!(
+    outln!(
         "property machine (iSCSI):        {:>7.1} cases/s ({} cases in {:.2?})",
         cases.per_second(),
         cases.count,

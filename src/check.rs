@@ -112,19 +112,28 @@ pub(crate) fn run(json: bool) -> Result<ExitCode> {
     }
     let failed = rows.iter().filter(|r| r.result != "pass").count();
     if json {
-        println!("{}", serde_json::to_string_pretty(&rows)?);
+        outln!("{}", serde_json::to_string_pretty(&rows)?);
     } else {
-        println!(
+        outln!(
             "{:<40} {:<8} {:>5}  {:<6} {:>7}  detail",
-            "scenario", "protocol", "steps", "result", "ms"
+            "scenario",
+            "protocol",
+            "steps",
+            "result",
+            "ms"
         );
         for r in &rows {
-            println!(
+            outln!(
                 "{:<40} {:<8} {:>5}  {:<6} {:>7}  {}",
-                r.scenario, r.protocol, r.steps, r.result, r.millis, r.detail
+                r.scenario,
+                r.protocol,
+                r.steps,
+                r.result,
+                r.millis,
+                r.detail
             );
         }
-        println!("{} passed, {} failed", rows.len() - failed, failed);
+        outln!("{} passed, {} failed", rows.len() - failed, failed);
         for report in &reports {
             eprintln!("\n{report}");
         }

@@ -82,7 +82,7 @@ fn seed_from_clock() -> u64 {
 pub(crate) fn run(args: ExploreArgs) -> Result<ExitCode> {
     if args.list_mutants {
         for name in mutant_names()? {
-            println!("{name}");
+            outln!("{name}");
         }
         return Ok(ExitCode::SUCCESS);
     }
@@ -96,7 +96,7 @@ pub(crate) fn run(args: ExploreArgs) -> Result<ExitCode> {
     };
     set_mutant(args.mutant.as_deref())?;
     let seed = args.seed.unwrap_or_else(seed_from_clock);
-    println!(
+    outln!(
         "exploring {} with {} cases, seed {seed}{}; each case draws its topology and fault classes (swarm)",
         protocol.name(),
         args.cases,
@@ -132,7 +132,7 @@ pub(crate) fn run(args: ExploreArgs) -> Result<ExitCode> {
     if tty {
         eprintln!();
     }
-    println!(
+    outln!(
         "{} cases, {} transitions in {:.1?} ({:.1} cases/s, {:.0} transitions/s)",
         report.cases,
         report.steps,
@@ -142,18 +142,18 @@ pub(crate) fn run(args: ExploreArgs) -> Result<ExitCode> {
     );
     if report.failure.is_some() {
         let path = write_replay(&report, &args.out);
-        print!("{}", failure_report(&report, path.as_deref()));
+        out!("{}", failure_report(&report, path.as_deref()));
         if let Some(m) = &args.mutant {
             // The planted bug must be active in the replay too.
-            println!(
+            outln!(
                 "the replays need the mutant (a `--features mutants` build): add `--mutant {m}` \
                  to brick explore, or run the scenario with BRICK_MUTANT={m}"
             );
         }
-        println!();
+        outln!();
         return Ok(ExitCode::from(1));
     }
-    println!("no invariant broken");
+    outln!("no invariant broken");
     Ok(ExitCode::SUCCESS)
 }
 

@@ -11,6 +11,8 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 use brick_connectors::{ConnectionProperties, ConnectorConfig, Protocol, RealHost, connector_for};
 
+#[macro_use]
+mod output;
 mod bench;
 mod check;
 mod explore;
@@ -174,8 +176,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let host = RealHost::system();
             let connector = connector_for(protocol.into(), &host, ConnectorConfig::default())?;
             match connector.get_search_path() {
-                Some(p) => println!("{p}"),
-                None => println!(),
+                Some(p) => outln!("{p}"),
+                None => outln!(),
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -230,10 +232,10 @@ fn paths(
         }
     }
     if json {
-        println!("{}", serde_json::to_string_pretty(&found.paths)?);
+        outln!("{}", serde_json::to_string_pretty(&found.paths)?);
     } else {
         for p in &found.paths {
-            println!("{}", p.path);
+            outln!("{}", p.path);
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -246,10 +248,10 @@ fn volumes(root: &Path, protocol: Protocol, json: bool) -> Result<ExitCode> {
     let all = connector.get_all_available_volumes(None)?;
     if json {
         let list: Vec<&str> = all.iter().map(|p| p.as_str()).collect();
-        println!("{}", serde_json::to_string_pretty(&list)?);
+        outln!("{}", serde_json::to_string_pretty(&list)?);
     } else {
         for p in &all {
-            println!("{p}");
+            outln!("{p}");
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -132,9 +132,9 @@ pub(crate) fn run(args: ScenarioArgs) -> Result<ExitCode> {
             .with_context(|| format!("writing the JUnit report `{}`", path.display()))?;
     }
     if json {
-        println!("{}", serde_json::to_string_pretty(&summary)?);
+        outln!("{}", serde_json::to_string_pretty(&summary)?);
     } else {
-        print!("{}", summary.table());
+        out!("{}", summary.table());
         for r in summary.scenarios.iter().filter(|r| !r.report.is_empty()) {
             eprintln!("\n{}", r.report);
         }
@@ -249,12 +249,12 @@ pub(crate) fn sim_array(args: SimArrayArgs) -> Result<ExitCode> {
         }
         ArrayCommand::Identity { volume } => {
             let wwid = ArrayJournal::open(state)?.identity(&volume)?;
-            println!("{}", serde_json::json!({ "wwid": wwid }));
+            outln!("{}", serde_json::json!({ "wwid": wwid }));
             return Ok(ExitCode::SUCCESS);
         }
         ArrayCommand::Props { volume, initiator } => {
             let props = ArrayJournal::open(state)?.props(&volume, &initiator)?;
-            println!("{props}");
+            outln!("{props}");
             return Ok(ExitCode::SUCCESS);
         }
         ArrayCommand::Create { volume, size_bytes } => ArrayOp::Create { volume, size_bytes },

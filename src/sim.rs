@@ -25,7 +25,7 @@ pub(crate) fn resolve(scenario: &str) -> Result<Scenario> {
 pub(crate) fn list() -> Result<ExitCode> {
     for scn in brick_scenarios::builtin()? {
         let first = scn.description.lines().next().unwrap_or_default();
-        println!("{:<36} {first}", scn.name);
+        outln!("{:<36} {first}", scn.name);
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -57,7 +57,7 @@ pub(crate) fn materialize(scenario: &str, out: &Path) -> Result<ExitCode> {
     let vpath = out.join("volumes.json");
     std::fs::write(&vpath, serde_json::to_string_pretty(&volumes)? + "\n")
         .with_context(|| format!("writing `{}`", vpath.display()))?;
-    println!("wrote {} and {}", roots.display(), vpath.display());
+    outln!("wrote {} and {}", roots.display(), vpath.display());
     if outcome.passed() {
         Ok(ExitCode::SUCCESS)
     } else {

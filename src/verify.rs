@@ -108,9 +108,9 @@ fn options(common: &Common) -> Result<VerifyOptions> {
 
 fn print(report: &Report, json: bool) -> Result<ExitCode> {
     if json {
-        println!("{}", serde_json::to_string_pretty(report)?);
+        outln!("{}", serde_json::to_string_pretty(report)?);
     } else {
-        print!("{}", report.summary());
+        out!("{}", report.summary());
     }
     Ok(ExitCode::from(report.exit_code()))
 }

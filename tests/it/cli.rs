@@ -230,3 +230,20 @@ fn bench_prints_median_best_and_whole_run_figures() {
     );
     assert!(lines[2].contains("cases/s (2 cases in"), "{out}");
 }
+
+#[test]
+fn a_closed_output_pipe_ends_the_listing_quietly() {
+    // `brick sim list | head -1`: the reader has gone before brick writes.
+    let (reader, writer) = std::io::pipe().expect("a pipe");
+    drop(reader);
+    let o = Command::new(env!("CARGO_BIN_EXE_brick"))
+        .args(["sim", "list"])
+        .env("BRICK_LOG", "off")
+        .stdout(writer)
+        .output()
+        .expect("the brick binary runs");
+    let err = text(&o.stderr);
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(err.is_empty(), "{err}");
+    assert_eq!(o.status.code(), Some(0), "{err}");
+}
