@@ -114,10 +114,9 @@ impl<'de> serde::Deserialize<'de> for HostPath {
 /// A command line to run on the host, with optional standard input.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Cmd {
-    /// The program, by name (`iscsiadm`) as it would be found on `PATH`.
-    pub program: String,
-    /// The arguments, unquoted.
-    pub args: Vec<String>,
+    /// The program, by name (`iscsiadm`) as it would be found on `PATH`, then the
+    /// arguments, unquoted: what [`Cmd::argv`] lends.
+    argv: Vec<String>,
     /// Bytes written to the command's standard input, if any.
     pub stdin: Option<String>,
 }
@@ -126,8 +125,7 @@ impl Cmd {
     /// A command with no arguments.
     pub fn new(program: impl Into<String>) -> Self {
         Self {
-            program: program.into(),
-            args: Vec::new(),
+            argv: vec![program.into()],
             stdin: None,
         }
     }
@@ -135,7 +133,7 @@ impl Cmd {
     /// Appends one argument.
     #[must_use]
     pub fn arg(mut self, arg: impl Into<String>) -> Self {
-        self.args.push(arg.into());
+        self.argv.push(arg.into());
         self
     }
 
@@ -146,7 +144,7 @@ impl Cmd {
         I: IntoIterator<Item = S>,
         S: Into<String>,
     {
-        self.args.extend(args.into_iter().map(Into::into));
+        self.argv.extend(args.into_iter().map(Into::into));
         self
     }
 
@@ -157,25 +155,47 @@ impl Cmd {
         self
     }
 
-    /// `program` followed by the arguments, as one vector.
-    pub fn argv(&self) -> Vec<String> {
-        std::iter::once(self.program.clone())
-            .chain(self.args.iter().cloned())
-            .collect()
+    /// The program, by name (`iscsiadm`) as it would be found on `PATH`.
+    pub fn program(&self) -> &str {
+        self.argv.first().map_or("", String::as_str)
+    }
+
+    /// The arguments, unquoted.
+    pub fn args_list(&self) -> &[String] {
+        self.argv.get(1..).unwrap_or_default()
+    }
+
+    /// The program followed by the arguments.
+    pub fn argv(&self) -> &[String] {
+        &self.argv
+    }
+}
+
+impl Cmd {
+    /// Writes the command line as [`fmt::Display`] does, with the arguments `hide` picks
+    /// (by index into [`Cmd::args_list`]) written as `***`.
+    pub(crate) fn write_hiding(
+        &self,
+        f: &mut impl fmt::Write,
+        hide: impl Fn(usize) -> bool,
+    ) -> fmt::Result {
+        f.write_str(self.program())?;
+        for (i, a) in self.args_list().iter().enumerate() {
+            let a = if hide(i) { "***" } else { a.as_str() };
+            if a.is_empty() || a.contains(char::is_whitespace) {
+                write!(f, " '{a}'")?;
+            } else {
+                f.write_char(' ')?;
+                f.write_str(a)?;
+            }
+        }
+        Ok(())
     }
 }
 
 impl fmt::Display for Cmd {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.program)?;
-        for a in &self.args {
-            if a.is_empty() || a.contains(char::is_whitespace) {
-                write!(f, " '{a}'")?;
-            } else {
-                write!(f, " {a}")?;
-            }
-        }
-        Ok(())
+        self.write_hiding(f, |_| false)
     }
 }
 
@@ -371,8 +391,8 @@ impl Host for RealHost {
             cmd: cmd.to_string(),
             source,
         };
-        let mut child = Command::new(&cmd.program)
-            .args(&cmd.args)
+        let mut child = Command::new(cmd.program())
+            .args(cmd.args_list())
             .stdin(if cmd.stdin.is_some() {
                 Stdio::piped()
             } else {

@@ -327,19 +327,17 @@ pub(crate) fn run_checked(
 
 /// The command line for logs and errors, with CHAP secrets masked.
 pub(crate) fn mask(cmd: &Cmd) -> String {
-    let mut masked = cmd.clone();
     // The argument after `-v` that follows a password key is the secret.
-    let args = &mut masked.args;
-    let mut i = 0;
-    while i + 2 < args.len() {
-        if (args[i].ends_with(".password") || args[i].ends_with(".password_in"))
-            && args[i + 1] == "-v"
-        {
-            args[i + 2] = "***".to_owned();
-        }
-        i += 1;
-    }
-    masked.to_string()
+    let args = cmd.args_list();
+    let secret = |i: usize| {
+        i >= 2
+            && (args[i - 2].ends_with(".password") || args[i - 2].ends_with(".password_in"))
+            && args[i - 1] == "-v"
+    };
+    let mut out = String::new();
+    // Writing to a `String` cannot fail.
+    let _ = cmd.write_hiding(&mut out, secret);
+    out
 }
 
 #[cfg(test)]

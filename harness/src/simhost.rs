@@ -334,9 +334,9 @@ impl Host for SimHost {
 
     fn run(&self, cmd: &Cmd) -> Result<CmdOutput, HostError> {
         let argv = cmd.argv();
-        let out = lock(&self.world).exec(self.host, &argv, cmd.stdin.as_deref());
+        let out = lock(&self.world).exec(self.host, argv, cmd.stdin.as_deref());
         // Queries change nothing: the materialized tree is still current.
-        if World::command_may_change_host(&argv) {
+        if World::command_may_change_host(argv) {
             self.sync_logged();
         }
         tracing::debug!(cmd = %cmd, status = out.status, "sim run");
