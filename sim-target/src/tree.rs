@@ -289,14 +289,9 @@ fn cmp_names(a: &[u8], b: &[u8]) -> Ordering {
 /// The directory at `rel` below `dir`, created (with its parents, mode `0o755`) if missing.
 fn descend<'d>(mut dir: &'d mut Dir, rel: &str) -> &'d mut Dir {
     for name in components(rel) {
-        dir = dir.subdir_mut(name, &owned_name);
+        dir = dir.subdir_mut(name, &Name::new);
     }
     dir
-}
-
-/// The name of a new entry whose text is borrowed only for now.
-fn owned_name(name: &str) -> Name {
-    Name::new(name)
 }
 
 impl Entry {
@@ -360,7 +355,7 @@ impl DirMut<'_> {
     /// Inserts `node` at `rel`, a path relative to this directory, creating missing
     /// parents as [`Tree::insert`] does.
     pub(crate) fn insert(&mut self, rel: &str, node: Node) {
-        self.dir.put_path(rel, Arc::new(node), owned_name);
+        self.dir.put_path(rel, Arc::new(node), Name::new);
     }
 
     /// [`Tree::attr`] relative to this directory.
@@ -1132,31 +1127,16 @@ mod tests {
         let mut b = a.clone();
         b.attr("/sys/devices/platform/host0/new", 0o444, "x");
         // Only the directories on the way to the change were copied.
-        let (Some(Entry::Dir(sa)), Some(Entry::Dir(sb))) = (a.root.get("sys"), b.root.get("sys"))
-        else {
-            panic!("/sys is a directory in both");
-        };
+        // The subdirectory `name` of `d`.
+        fn subdir<'t>(d: &'t Dir, name: &str) -> &'t Arc<Dir> {
+            match d.get(name) {
+                Some(Entry::Dir(sub)) => sub,
+                other => panic!("{name} is not a directory: {other:?}"),
+            }
+        }
+        let (sa, sb) = (subdir(&a.root, "sys"), subdir(&b.root, "sys"));
         assert!(!Arc::ptr_eq(sa, sb));
-        assert!(Arc::ptr_eq(
-            sa.entries
-                .iter()
-                .find(|(n, _)| n.as_str() == "class")
-                .map(|(_, e)| e)
-                .and_then(|e| match e {
-                    Entry::Dir(d) => Some(d),
-                    Entry::Leaf(_) => None,
-                })
-                .expect("class"),
-            sb.entries
-                .iter()
-                .find(|(n, _)| n.as_str() == "class")
-                .map(|(_, e)| e)
-                .and_then(|e| match e {
-                    Entry::Dir(d) => Some(d),
-                    Entry::Leaf(_) => None,
-                })
-                .expect("class"),
-        ));
+        assert!(Arc::ptr_eq(subdir(sa, "class"), subdir(sb, "class")));
         // A union that adds nothing is the bigger side itself.
         let u = Tree::union(&[&b, &a]).expect("no conflict");
         assert!(Arc::ptr_eq(&u.root, &b.root));
