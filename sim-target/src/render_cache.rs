@@ -122,100 +122,24 @@ impl TreeCache {
     }
 }
 
-/// What a fragment's key is compared with: borrowed, so that a hit (most lookups) copies
-/// nothing; a miss makes the owned key ([`FragmentInputs::key`]).
-trait FragmentInputs {
-    /// The owned key.
-    type Key: PartialEq;
-    /// Whether `key` was made from inputs equal to these.
-    fn matches(&self, key: &Self::Key) -> bool;
-    /// The key to keep with a fragment rendered from these inputs.
-    fn key(&self) -> Self::Key;
-}
-
-/// [`ShellKey`]'s inputs.
-struct ShellInputs<'a> {
-    ip: &'a str,
-    initiator_iqn: &'a str,
-    portal_down: bool,
-    session: &'a Session,
-}
-
-impl FragmentInputs for ShellInputs<'_> {
-    type Key = ShellKey;
-    fn matches(&self, k: &ShellKey) -> bool {
-        k.ip == self.ip
-            && k.initiator_iqn == self.initiator_iqn
-            && k.portal_down == self.portal_down
-            && k.session == *self.session
-    }
-    fn key(&self) -> ShellKey {
-        ShellKey {
-            ip: self.ip.to_owned(),
-            initiator_iqn: self.initiator_iqn.to_owned(),
-            portal_down: self.portal_down,
-            session: self.session.clone(),
-        }
-    }
-}
-
-/// [`LunKey`]'s inputs.
-struct LunInputs<'a> {
-    session: &'a Session,
-    portal_down: bool,
-    device: &'a ScsiDev,
-}
-
-impl FragmentInputs for LunInputs<'_> {
-    type Key = LunKey;
-    fn matches(&self, k: &LunKey) -> bool {
-        k.portal_down == self.portal_down && k.session == *self.session && k.device == *self.device
-    }
-    fn key(&self) -> LunKey {
-        LunKey {
-            session: self.session.clone(),
-            portal_down: self.portal_down,
-            device: self.device.clone(),
-        }
-    }
-}
-
-/// [`DmKey`]'s inputs (the slave directories are computed: owned already).
-struct DmInputs<'a> {
-    map: &'a DmMap,
-    slaves: Vec<(String, Option<String>)>,
-}
-
-impl FragmentInputs for DmInputs<'_> {
-    type Key = DmKey;
-    fn matches(&self, k: &DmKey) -> bool {
-        k.map == *self.map && k.slaves == self.slaves
-    }
-    fn key(&self) -> DmKey {
-        DmKey {
-            map: self.map.clone(),
-            slaves: self.slaves.clone(),
-        }
-    }
-}
-
-/// The fragment in `slot` if it was rendered from inputs equal to `inputs`, else a new one
-/// from `render`.
-fn fragment<S: Ord, I: FragmentInputs>(
-    cache: &Fragments<S, I::Key>,
+/// The fragment in `slot` if its key `matches` (compared with borrowed inputs, so that a
+/// hit, most lookups, copies nothing), else a new one from `render`, kept with `key()`.
+fn fragment<S: Ord, K>(
+    cache: &Fragments<S, K>,
     slot: S,
-    inputs: &I,
+    matches: impl FnOnce(&K) -> bool,
+    key: impl FnOnce() -> K,
     render: impl FnOnce(&mut Tree),
 ) -> Arc<Tree> {
     if let Some((k, t)) = lock(cache).get(&slot)
-        && inputs.matches(k)
+        && matches(k)
     {
         return Arc::clone(t);
     }
     let mut t = Tree::new();
     render(&mut t);
     let t = Arc::new(t);
-    lock(cache).insert(slot, (inputs.key(), Arc::clone(&t)));
+    lock(cache).insert(slot, (key(), Arc::clone(&t)));
     t
 }
 
@@ -250,39 +174,54 @@ impl World {
             let mut has_devices = false;
             for d in k.devices.values().filter(|d| d.sid == s.sid) {
                 has_devices = true;
-                let inputs = LunInputs {
-                    session: s,
-                    portal_down,
-                    device: d,
-                };
-                fragments.push(fragment(&self.trees.luns, (host, d.hctl), &inputs, |t| {
-                    self.render_session_lun(host, s, d, t);
-                }));
+                fragments.push(fragment(
+                    &self.trees.luns,
+                    (host, d.hctl),
+                    |k| k.portal_down == portal_down && k.session == *s && k.device == *d,
+                    || LunKey {
+                        session: s.clone(),
+                        portal_down,
+                        device: d.clone(),
+                    },
+                    |t| self.render_session_lun(host, s, d, t),
+                ));
                 // Its dm holders change with multipathd: rendered every time.
                 self.render_session_lun_holders(host, s, d, &mut rest);
             }
-            let inputs = ShellInputs {
-                ip: &h.spec.ip,
-                initiator_iqn: &h.spec.initiator_iqn,
-                portal_down,
-                session: s,
-            };
-            fragments.push(fragment(&self.trees.shells, (host, s.sid), &inputs, |t| {
-                self.render_session_shell(host, s, t);
-            }));
+            fragments.push(fragment(
+                &self.trees.shells,
+                (host, s.sid),
+                |k| {
+                    k.ip == h.spec.ip
+                        && k.initiator_iqn == h.spec.initiator_iqn
+                        && k.portal_down == portal_down
+                        && k.session == *s
+                },
+                || ShellKey {
+                    ip: h.spec.ip.clone(),
+                    initiator_iqn: h.spec.initiator_iqn.clone(),
+                    portal_down,
+                    session: s.clone(),
+                },
+                |t| self.render_session_shell(host, s, t),
+            ));
             // A few nodes: rendered every time.
             if has_devices {
                 crate::kernel::sysfs::render_session_target(s, &mut rest);
             }
         }
         for m in k.dms.values() {
-            let inputs = DmInputs {
-                map: m,
-                slaves: self.dm_slave_dirs(host, m),
-            };
-            fragments.push(fragment(&self.trees.dms, (host, m.minor), &inputs, |t| {
-                self.render_dm(host, m, t);
-            }));
+            let slaves = self.dm_slave_dirs(host, m);
+            fragments.push(fragment(
+                &self.trees.dms,
+                (host, m.minor),
+                |k| k.map == *m && k.slaves == slaves,
+                || DmKey {
+                    map: m.clone(),
+                    slaves: slaves.clone(),
+                },
+                |t| self.render_dm(host, m, t),
+            ));
         }
         // Fragments of sessions, LUNs and maps that are gone are dropped.
         lock(&self.trees.shells)
